@@ -1,0 +1,11 @@
+// Each inkstone command lives in its own cli/cmd_<name>.cpp and registers itself here.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace inkstone::cli {
+
+void add_config_command(CLI::App& app);   // inkstone config CONFIG [key=value ...]
+void add_prepare_command(CLI::App& app);  // inkstone prepare CONFIG | --input ...
+
+}  // namespace inkstone::cli

@@ -1,0 +1,28 @@
+// inkstone: the command-line entry point. Parsing only; the work is in the libraries.
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.h"
+#include "runtime/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"inkstone: train, evaluate and write with GPT-style language models"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "inkstone 0.1.0");
+  inkstone::cli::add_config_command(app);
+  inkstone::cli::add_prepare_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const inkstone::Error& e) {
+    fmt::print(stderr, "inkstone: error: {}\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "inkstone: internal error: {}\n", e.what());
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,35 @@
+# Decides whether the CUDA backend is built and finds cuBLAS, cuBLASLt and NCCL.
+# Sets INKSTONE_HAVE_CUDA (ON/OFF) and, when ON, the imported target inkstone::nccl.
+set(INKSTONE_HAVE_CUDA OFF)
+if(INKSTONE_CUDA STREQUAL "AUTO")
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    set(INKSTONE_HAVE_CUDA ON)
+  endif()
+elseif(INKSTONE_CUDA)
+  set(INKSTONE_HAVE_CUDA ON)
+endif()
+
+if(INKSTONE_HAVE_CUDA)
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES "80;90a")
+  endif()
+  enable_language(CUDA)
+  # CMake 3.25 has no C++20 flag mapping for nvcc; device code is C++17.
+  set(CMAKE_CUDA_STANDARD 17)
+  set(CMAKE_CUDA_STANDARD_REQUIRED ON)
+  find_package(CUDAToolkit REQUIRED)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} ENV NCCL_HOME PATH_SUFFIXES include)
+  find_library(NCCL_LIBRARY nccl HINTS ${CUDAToolkit_LIBRARY_DIR} ENV NCCL_HOME PATH_SUFFIXES lib lib64)
+  if(NOT NCCL_INCLUDE_DIR OR NOT NCCL_LIBRARY)
+    message(FATAL_ERROR "inkstone: CUDA is on but NCCL was not found; install NCCL or set NCCL_HOME, "
+                        "or configure with -DINKSTONE_CUDA=OFF for a CPU-only build")
+  endif()
+  add_library(inkstone::nccl UNKNOWN IMPORTED)
+  set_target_properties(inkstone::nccl PROPERTIES IMPORTED_LOCATION "${NCCL_LIBRARY}"
+                                                  INTERFACE_INCLUDE_DIRECTORIES "${NCCL_INCLUDE_DIR}")
+  message(STATUS "inkstone: CUDA ${CUDAToolkit_VERSION}, architectures ${CMAKE_CUDA_ARCHITECTURES}, NCCL ${NCCL_LIBRARY}")
+elseif(INKSTONE_CUDA STREQUAL "AUTO")
+  message(STATUS "inkstone: nvcc not found, building the CPU backend only")
+endif()

@@ -1,0 +1,111 @@
+// The op contract shared by every backend (kernels/cpu, kernels/cuda) and the model above them.
+//
+// Layouts: row-major; activations are [N, C] with N = B*T rows. Weights follow Hugging Face GPT-2:
+// Conv1D weights are [in, out] (WeightLayout::InOut); the tied lm_head reads wte as [out, in] (OutIn).
+//
+// Gradient contract (as in llm.c): every backward op ACCUMULATES (+=) into each gradient it produces,
+// parameter and activation gradients alike, so the caller zeroes gradient buffers once per step and
+// gradient accumulation over micro-batches is free. The one exception is cross_entropy, which
+// OVERWRITES dlogits (it may alias logits). An optional tensor is "absent" when !defined().
+#pragma once
+
+#include "kernels/tensor.h"
+
+namespace inkstone {
+
+enum class WeightLayout : uint8_t {
+  InOut,  // weight [C, OC]: out = inp @ weight        (HF Conv1D)
+  OutIn,  // weight [OC, C]: out = inp @ weight^T      (nn.Linear, tied lm_head)
+};
+
+enum class Epilogue : uint8_t { None, Gelu };
+
+// out[B,T,C] = wte[tokens[b,t]] + wpe[pos_offset + t]
+struct EmbeddingForward {
+  Tensor out, tokens /*I32 [B,T]*/, wte /*[V,C]*/, wpe /*[ctx,C]*/;
+  int pos_offset = 0;
+};
+// dwte += scatter(dout), dwpe += sum over batch of dout
+struct EmbeddingBackward {
+  Tensor dwte, dwpe, dout /*[B,T,C]*/, tokens;
+  int pos_offset = 0;
+};
+
+// out[N,OC] = epilogue(inp[N,C] . W + bias). With Epilogue::Gelu the pre-activation is kept in
+// pre_gelu (needed by the backward pass) and out holds gelu(pre_gelu).
+struct MatmulForward {
+  Tensor out, inp, weight, bias /*optional [OC]*/, pre_gelu /*[N,OC] with Gelu*/;
+  WeightLayout layout = WeightLayout::InOut;
+  Epilogue epilogue = Epilogue::None;
+};
+// dinp += dout . W^T ; dweight += (layout-shaped) inp^T . dout ; dbias += colsum(dout)
+struct MatmulBackward {
+  Tensor dinp /*optional*/, dweight, dbias /*optional*/, dout, inp, weight;
+  WeightLayout layout = WeightLayout::InOut;
+};
+
+// out = (inp - mean) * rstd * weight + bias, row-wise over C; mean and rstd [N] are saved.
+struct LayerNormForward {
+  Tensor out, mean, rstd, inp, weight, bias;
+  float eps = 1e-5f;
+};
+struct LayerNormBackward {
+  Tensor dinp, dweight, dbias, dout, inp, weight, mean, rstd;
+};
+
+// Causal multi-head self-attention over packed qkv [B,T,3C] (q | k | v, heads contiguous in C).
+// out [B,T,C]; lse [B,NH,T] (log-sum-exp of the scaled scores) lets the backward pass rebuild
+// the probabilities without storing a T x T matrix.
+struct AttentionForward {
+  Tensor out, lse, qkv;
+  int n_head = 0;
+};
+struct AttentionBackward {
+  Tensor dqkv, dout, qkv, out, lse;
+  int n_head = 0;
+};
+
+// Row-wise softmax over the first `valid_cols` columns of inp [N, cols]; padded columns get 0.
+struct SoftmaxForward {
+  Tensor out, inp;
+  int valid_cols = 0;
+};
+
+// Fused softmax + cross-entropy over logits [N, Vp] whose first `vocab_size` columns are real.
+// losses[i] = -log softmax(logits[i])[targets[i]]; targets < 0 are ignored (loss 0, zero gradient).
+// When dlogits is defined it is OVERWRITTEN with dloss * (softmax - onehot) (zero in the padding);
+// it may alias logits. Probabilities are never stored.
+struct CrossEntropy {
+  Tensor losses /*[N]*/, dlogits /*optional*/, logits, targets /*I32 [N]*/;
+  int vocab_size = 0;
+  float dloss = 1.0f;
+};
+
+// GELU, tanh approximation (GPT-2's "gelu_new").
+struct GeluForward {
+  Tensor out, inp;
+};
+struct GeluBackward {
+  Tensor dinp, inp, dout;  // dinp must not alias dout
+};
+
+// out = a + b (elementwise, same shape). out may alias a or b.
+struct Add {
+  Tensor out, a, b;
+};
+
+// Decoupled-weight-decay Adam on one parameter tensor; grads are multiplied by grad_scale first
+// (clipping). step is 1-based (bias correction). m, v and master are fp32. When master is defined
+// the update happens on it and params receive a cast of the result (mixed precision).
+struct AdamW {
+  Tensor params, grads, m, v, master;
+  float lr = 0, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0, grad_scale = 1;
+  int step = 1;
+};
+
+// out = cast(inp); same numel, dtypes F32 <-> BF16.
+struct Cast {
+  Tensor out, inp;
+};
+
+}  // namespace inkstone

@@ -1,0 +1,73 @@
+#include "runtime/backend.h"
+
+#include <fmt/format.h>
+
+#include <utility>
+
+#include "runtime/cpu_backend.h"
+#include "runtime/error.h"
+#if INKSTONE_HAVE_CUDA
+#include "kernels/cuda/device.h"
+#endif
+
+namespace inkstone {
+
+std::unique_ptr<Backend> make_backend(const std::string& device, std::string* chosen) {
+  auto say = [&](std::string line) {
+    if (chosen) *chosen = std::move(line);
+  };
+  if (device == "cpu") {
+    auto backend = make_cpu_backend();
+    say(backend->describe());
+    return backend;
+  }
+  if (device != "cuda" && device != "auto")
+    fail("device '{}' is not one of cpu, cuda, auto", device);
+
+#if INKSTONE_HAVE_CUDA
+  const int gpus = cuda::device_count();
+  if (gpus == 0) {
+    if (device == "cuda") fail("device: cuda, but no CUDA GPU is visible to this process; use device: cpu or auto");
+    auto backend = make_cpu_backend();
+    say("device auto: no CUDA GPU found, using " + backend->describe());
+    return backend;
+  }
+  const std::string gpu = cuda::device_description(0);
+  if (device == "cuda")
+    fail("device: cuda found {}, but this build's CUDA backend has no training ops yet; use device: cpu", gpu);
+  auto backend = make_cpu_backend();
+  say(fmt::format("device auto: found {}, but the CUDA backend has no training ops yet; using {}", gpu,
+                  backend->describe()));
+  return backend;
+#else
+  if (device == "cuda")
+    fail("device: cuda, but this inkstone was built without CUDA; rebuild with -DINKSTONE_CUDA=ON or use device: cpu");
+  auto backend = make_cpu_backend();
+  say("device auto: built without CUDA, using " + backend->describe());
+  return backend;
+#endif
+}
+
+DeviceTensor::DeviceTensor(Backend& backend, DType dtype, std::initializer_list<int64_t> shape)
+    : backend_(&backend) {
+  view_ = Tensor(nullptr, dtype, shape);
+  view_.data = backend.allocate(view_.nbytes());
+}
+
+DeviceTensor::~DeviceTensor() {
+  if (backend_ && view_.data) backend_->release(view_.data);
+}
+
+DeviceTensor::DeviceTensor(DeviceTensor&& other) noexcept
+    : backend_(std::exchange(other.backend_, nullptr)), view_(std::exchange(other.view_, Tensor{})) {}
+
+DeviceTensor& DeviceTensor::operator=(DeviceTensor&& other) noexcept {
+  if (this != &other) {
+    if (backend_ && view_.data) backend_->release(view_.data);
+    backend_ = std::exchange(other.backend_, nullptr);
+    view_ = std::exchange(other.view_, Tensor{});
+  }
+  return *this;
+}
+
+}  // namespace inkstone

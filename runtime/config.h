@@ -1,0 +1,73 @@
+// The one schema of a run, read from YAML and `key.sub=value` overrides, strictly checked.
+// Every error names the file, the line and the key (see config.cpp); the resolved config can be
+// written back out as YAML and is stored in every run directory and checkpoint.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace inkstone {
+
+struct ModelConfig {
+  // A preset fills every field below; keys given explicitly override it (see runtime/model_config.h).
+  std::string preset = "gpt2-tiny";
+  int n_layer = 0;
+  int n_head = 0;
+  int n_embd = 0;
+  int context = 0;
+  int vocab = 0;  // 0: taken from the data's tokenizer
+};
+
+struct DataConfig {
+  std::vector<std::string> corpus;     // files, folders or globs of UTF-8 text
+  std::string tokenizer = "byte";      // "byte" (256 byte ids + <|endoftext|>) or a tokenizer.json path
+  double val_fraction = 0.05;          // share of documents held out for validation, [0, 0.5]
+  std::string invalid_utf8 = "error";  // "error" (names file and byte offset) or "replace" (U+FFFD)
+  std::string document_separator;      // a line equal to this splits a file into documents; "" = one per file
+  std::string dir = "data/prepared";   // where `prepare` writes shards and tokenizer.json
+  int64_t shard_tokens = 100'000'000;  // at most this many tokens per shard file
+};
+
+struct TrainConfig {
+  int micro_batch = 8;
+  int seq_len = 256;
+  int grad_accum = 1;
+  int64_t max_steps = 1000;
+  int64_t max_tokens = 0;  // when > 0, stops at whichever of max_steps / max_tokens comes first
+  double lr = 6e-4;
+  double min_lr_ratio = 0.1;  // final lr = lr * min_lr_ratio (cosine, linear)
+  int warmup_steps = 100;
+  std::string schedule = "cosine";  // cosine | linear | constant
+  double weight_decay = 0.1;
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  double grad_clip = 1.0;  // 0 disables clipping
+  uint64_t seed = 1337;
+  int eval_interval = 100;
+  int eval_steps = 20;
+  int checkpoint_interval = 500;
+  int keep_last = 3;
+  std::string resume = "none";  // none | auto | PATH
+  int max_bad_steps = 5;        // NaN/Inf steps in a row before the run stops
+};
+
+struct RunConfig {
+  ModelConfig model;
+  DataConfig data;
+  TrainConfig train;
+  std::string device = "auto";  // cpu | cuda | auto
+  std::string output_dir = "runs/default";
+  std::string source;  // the file it came from ("" when built in code); not part of the schema
+};
+
+// Reads `path`, applies `overrides` ("train.lr=3e-4", in order) and validates. Throws inkstone::Error.
+RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides = {});
+// The same from text; `name` stands for the file in messages.
+RunConfig parse_config(const std::string& yaml_text, const std::string& name,
+                       const std::vector<std::string>& overrides = {});
+// The resolved config as YAML that parse_config reads back to an equal config.
+std::string to_yaml(const RunConfig& config);
+
+}  // namespace inkstone

@@ -1,0 +1,45 @@
+// Helpers shared by the test files: temporary directories, running the real inkstone binary,
+// locating ../shared, and seeded random data.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace inkstone::testing {
+
+// A fresh directory under the system temp dir, removed (recursively) on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+// Runs the inkstone binary built with the tests, with `args`, in `cwd` (default: current dir).
+CommandResult run_cli(const std::vector<std::string>& args, const std::filesystem::path& cwd = {});
+
+// ../shared beside the source tree (corpora, tokenizers); empty path when absent.
+std::filesystem::path shared_dir();
+std::filesystem::path source_dir();
+
+void write_file(const std::filesystem::path& path, const std::string& bytes);
+std::string read_file(const std::filesystem::path& path);
+
+// Uniform in [-scale, scale), deterministic for a seed.
+std::vector<float> random_floats(size_t n, uint64_t seed, float scale = 1.0f);
+
+}  // namespace inkstone::testing
