@@ -2,5 +2,7 @@
 #include "cli/commands.h"
 
 namespace inkstone::cli {
-void add_prepare_command(CLI::App& app) { app.add_subcommand("prepare", "prepare a corpus"); }
+void add_prepare_command(CLI::App& app) {
+  app.add_subcommand("prepare", "prepare a corpus");
+}
 }  // namespace inkstone::cli

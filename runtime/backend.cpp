@@ -21,27 +21,30 @@ std::unique_ptr<Backend> make_backend(const std::string& device, std::string* ch
     say(backend->describe());
     return backend;
   }
-  if (device != "cuda" && device != "auto")
-    fail("device '{}' is not one of cpu, cuda, auto", device);
+  if (device != "cuda" && device != "auto") fail("device '{}' is not one of cpu, cuda, auto", device);
 
 #if INKSTONE_HAVE_CUDA
   const int gpus = cuda::device_count();
   if (gpus == 0) {
-    if (device == "cuda") fail("device: cuda, but no CUDA GPU is visible to this process; use device: cpu or auto");
+    if (device == "cuda")
+      fail("device: cuda, but no CUDA GPU is visible to this process; use device: cpu or auto");
     auto backend = make_cpu_backend();
     say("device auto: no CUDA GPU found, using " + backend->describe());
     return backend;
   }
   const std::string gpu = cuda::device_description(0);
   if (device == "cuda")
-    fail("device: cuda found {}, but this build's CUDA backend has no training ops yet; use device: cpu", gpu);
+    fail("device: cuda found {}, but this build's CUDA backend has no training ops yet; use device: cpu",
+         gpu);
   auto backend = make_cpu_backend();
   say(fmt::format("device auto: found {}, but the CUDA backend has no training ops yet; using {}", gpu,
                   backend->describe()));
   return backend;
 #else
   if (device == "cuda")
-    fail("device: cuda, but this inkstone was built without CUDA; rebuild with -DINKSTONE_CUDA=ON or use device: cpu");
+    fail(
+        "device: cuda, but this inkstone was built without CUDA; rebuild with -DINKSTONE_CUDA=ON or use "
+        "device: cpu");
   auto backend = make_cpu_backend();
   say("device auto: built without CUDA, using " + backend->describe());
   return backend;

@@ -21,8 +21,8 @@ class Backend {
   // Memory. Buffers are allocated once per run and freed at its end; never inside a step.
   virtual void* allocate(size_t bytes) = 0;
   virtual void release(void* ptr) = 0;
-  virtual void upload(Tensor dst, const void* host) = 0;    // host -> dst, dst.nbytes()
-  virtual void download(void* host, Tensor src) = 0;        // src -> host, src.nbytes()
+  virtual void upload(Tensor dst, const void* host) = 0;  // host -> dst, dst.nbytes()
+  virtual void download(void* host, Tensor src) = 0;      // src -> host, src.nbytes()
   virtual void fill_zero(Tensor t) = 0;
   virtual void copy(Tensor dst, Tensor src) = 0;
   virtual void synchronize() = 0;

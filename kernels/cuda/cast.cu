@@ -12,12 +12,14 @@ namespace inkstone::cuda {
 namespace {
 
 __global__ void f32_to_bf16_kernel(__nv_bfloat16* out, const float* inp, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
     out[i] = __float2bfloat16_rn(inp[i]);
 }
 
 __global__ void bf16_to_f32_kernel(float* out, const __nv_bfloat16* inp, int64_t n) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x)
     out[i] = __bfloat162float(inp[i]);
 }
 

@@ -34,7 +34,9 @@ int nccl_version() {
   return version;
 }
 
-size_t cublaslt_version() { return cublasLtGetVersion(); }
+size_t cublaslt_version() {
+  return cublasLtGetVersion();
+}
 
 CublasLtContext::CublasLtContext(size_t workspace_bytes) : workspace_bytes_(workspace_bytes) {
   cublasLtHandle_t handle = nullptr;

@@ -54,7 +54,9 @@ CommandResult run_cli(const std::vector<std::string>& args, const fs::path& cwd)
   return r;
 }
 
-fs::path source_dir() { return fs::path(INKSTONE_SOURCE_DIR); }
+fs::path source_dir() {
+  return fs::path(INKSTONE_SOURCE_DIR);
+}
 
 fs::path shared_dir() {
   fs::path p = source_dir().parent_path() / "shared";
