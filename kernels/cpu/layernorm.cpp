@@ -1,0 +1,137 @@
+// LayerNorm over the last dimension: out = (inp - mean) * rstd * weight + bias.
+// Layout: inp, out, dout, dinp [N,C] (any leading dims); weight, bias [C]; mean, rstd [N]. Precision: fp32,
+// row statistics by two passes over the row (mean first, then the centred variance: no cancellation).
+// Forward OVERWRITES out, mean and rstd (mean and rstd may be absent when no backward pass follows).
+// Backward ACCUMULATES into dinp, dweight and dbias. dweight/dbias are column sums over rows: each thread
+// sums its own block of rows into a private buffer and the buffers are added in thread order, so the
+// result is deterministic for a fixed thread count.
+#include <omp.h>
+
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/check.h"
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/parallel.h"
+
+namespace inkstone::cpu {
+namespace {
+
+using namespace detail;
+
+void check_f32(const char* op, const Tensor& t, int64_t numel, const char* name) {
+  require_f32(t, op, name);
+  require_numel(t, numel, op, name);
+}
+
+void check_stats(const char* op, const Tensor& mean, const Tensor& rstd, int64_t N) {
+  check_f32(op, mean, N, "mean");
+  check_f32(op, rstd, N, "rstd");
+}
+
+}  // namespace
+
+void layernorm_forward(const LayerNormForward& p) {
+  constexpr const char* op = "layernorm_forward";
+  require_f32(p.inp, op, "inp");
+  const int64_t C = p.inp.dim(-1), N = rows(p.inp);
+  check_f32(op, p.out, N * C, "out");
+  check_f32(op, p.weight, C, "weight");
+  check_f32(op, p.bias, C, "bias");
+  const bool save_stats = p.mean.defined() || p.rstd.defined();
+  if (save_stats) check_stats(op, p.mean, p.rstd, N);
+
+  const float* inp = p.inp.as<float>();
+  const float* weight = p.weight.as<float>();
+  const float* bias = p.bias.as<float>();
+  float* out = p.out.as<float>();
+  float* mean_out = save_stats ? p.mean.as<float>() : nullptr;
+  float* rstd_out = save_stats ? p.rstd.as<float>() : nullptr;
+  const float inv_c = 1.0f / static_cast<float>(C);
+#pragma omp parallel for schedule(static) if (N * C >= kParallelElementwise)
+  for (int64_t n = 0; n < N; ++n) {
+    const float* x = inp + n * C;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t c = 0; c < C; ++c) sum += x[c];
+    const float mean = sum * inv_c;
+    float var = 0.0f;
+#pragma omp simd reduction(+ : var)
+    for (int64_t c = 0; c < C; ++c) var += (x[c] - mean) * (x[c] - mean);
+    const float rstd = 1.0f / std::sqrt(var * inv_c + p.eps);
+    float* o = out + n * C;
+#pragma omp simd
+    for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - mean) * rstd * weight[c] + bias[c];
+    if (save_stats) {
+      mean_out[n] = mean;
+      rstd_out[n] = rstd;
+    }
+  }
+}
+
+void layernorm_backward(const LayerNormBackward& p) {
+  constexpr const char* op = "layernorm_backward";
+  require_f32(p.inp, op, "inp");
+  const int64_t C = p.inp.dim(-1), N = rows(p.inp);
+  check_f32(op, p.dinp, N * C, "dinp");
+  check_f32(op, p.dout, N * C, "dout");
+  check_f32(op, p.weight, C, "weight");
+  check_f32(op, p.dweight, C, "dweight");
+  check_f32(op, p.dbias, C, "dbias");
+  check_stats(op, p.mean, p.rstd, N);
+
+  const float* inp = p.inp.as<float>();
+  const float* dout = p.dout.as<float>();
+  const float* weight = p.weight.as<float>();
+  const float* means = p.mean.as<float>();
+  const float* rstds = p.rstd.as<float>();
+  float* dinp = p.dinp.as<float>();
+  const float inv_c = 1.0f / static_cast<float>(C);
+  const bool parallel = N * C >= kParallelElementwise;
+  const int threads = parallel ? omp_get_max_threads() : 1;
+  std::vector<float> partial(static_cast<size_t>(threads) * 2 * C, 0.0f);  // [thread][dweight | dbias][C]
+
+#pragma omp parallel num_threads(threads)
+  {
+    float* dweight_part = partial.data() + omp_get_thread_num() * 2 * C;
+    float* dbias_part = dweight_part + C;
+    const Range row_range = this_thread_range(N);
+    for (int64_t n = row_range.begin; n < row_range.end; ++n) {
+      const float* x = inp + n * C;
+      const float* d = dout + n * C;
+      const float mean = means[n], rstd = rstds[n];
+      // dnorm = weight * dout; dinp = rstd * (dnorm - mean(dnorm) - norm * mean(dnorm * norm)).
+      float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+#pragma omp simd reduction(+ : dnorm_mean, dnorm_norm_mean)
+      for (int64_t c = 0; c < C; ++c) {
+        const float dnorm = weight[c] * d[c];
+        dnorm_mean += dnorm;
+        dnorm_norm_mean += dnorm * (x[c] - mean) * rstd;
+      }
+      dnorm_mean *= inv_c;
+      dnorm_norm_mean *= inv_c;
+      float* dx = dinp + n * C;
+#pragma omp simd
+      for (int64_t c = 0; c < C; ++c) {
+        const float norm = (x[c] - mean) * rstd;
+        dweight_part[c] += norm * d[c];
+        dbias_part[c] += d[c];
+        dx[c] += (weight[c] * d[c] - dnorm_mean - norm * dnorm_norm_mean) * rstd;
+      }
+    }
+#pragma omp barrier
+    float* dweight = p.dweight.as<float>();
+    float* dbias = p.dbias.as<float>();
+    const Range cols = this_thread_range(C, 16);
+    for (int t = 0; t < threads; ++t) {
+      const float* part = partial.data() + t * 2 * C;
+#pragma omp simd
+      for (int64_t c = cols.begin; c < cols.end; ++c) {
+        dweight[c] += part[c];
+        dbias[c] += part[C + c];
+      }
+    }
+  }
+}
+
+}  // namespace inkstone::cpu
