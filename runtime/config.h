@@ -17,6 +17,8 @@ struct ModelConfig {
   int n_embd = 0;
   int context = 0;
   int vocab = 0;  // 0: taken from the data's tokenizer
+
+  bool operator==(const ModelConfig&) const = default;
 };
 
 struct DataConfig {
@@ -27,6 +29,8 @@ struct DataConfig {
   std::string document_separator;      // a line equal to this splits a file into documents; "" = one per file
   std::string dir = "data/prepared";   // where `prepare` writes shards and tokenizer.json
   int64_t shard_tokens = 100'000'000;  // at most this many tokens per shard file
+
+  bool operator==(const DataConfig&) const = default;
 };
 
 struct TrainConfig {
@@ -51,6 +55,8 @@ struct TrainConfig {
   int keep_last = 3;
   std::string resume = "none";  // none | auto | PATH
   int max_bad_steps = 5;        // NaN/Inf steps in a row before the run stops
+
+  bool operator==(const TrainConfig&) const = default;
 };
 
 struct RunConfig {
@@ -60,6 +66,8 @@ struct RunConfig {
   std::string device = "auto";  // cpu | cuda | auto
   std::string output_dir = "runs/default";
   std::string source;  // the file it came from ("" when built in code); not part of the schema
+
+  bool operator==(const RunConfig&) const = default;  // `source` included
 };
 
 // Reads `path`, applies `overrides` ("train.lr=3e-4", in order) and validates. Throws inkstone::Error.

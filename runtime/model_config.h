@@ -32,8 +32,33 @@ const ModelPreset* find_preset(const std::string& name);
 
 // Preset first, then explicit fields; `tokenizer_vocab` fills vocab when the config leaves it 0.
 // Throws inkstone::Error on an unknown preset or inconsistent shape (n_embd % n_head, ...).
+// Vocab: an explicit model.vocab must equal a nonzero tokenizer_vocab; otherwise the tokenizer's
+// vocab wins over the preset's (a preset's 50257 is GPT-2's tokenizer, not part of the architecture).
 GPT2Shape resolve_shape(const ModelConfig& config, int tokenizer_vocab);
+// The same without a tokenizer: vocab (and padded_vocab) stay 0 when neither preset nor config sets it.
+// For checks that need the dimensions before the data is prepared (config validation).
+GPT2Shape resolve_architecture(const ModelConfig& config);
 
 int pad_vocab(int vocab);  // to a multiple of 128
+
+// Bytes to train `shape` in fp32 with AdamW at micro_batch B x seq_len T, counted the way llm.c's
+// train_gpt2.c sizes its buffers, with inkstone's fused attention (runtime/gpt2_activations.h)
+// (C = n_embd, L = n_layer, NH = n_head, Vp = padded vocab):
+//   16 bytes x parameters       weights, gradients, AdamW m and v (padded wte rows included)
+//   4 bytes x B*T x (
+//     L * (17C + NH + 4)        per block: ln_1, qkv (3C), attention out, residual, ln_2, fc (4C),
+//                               gelu (4C), residual; 4 layernorm means/rstds; attention keeps only its
+//                               log-sum-exp (NH), never a T x T matrix
+//     + 15C                     activation gradients, one block's worth reused by every block
+//     + 2C + 3 + Vp)            embeddings out, ln_f (+ mean/rstd), loss, logits (dlogits in place)
+// It leaves out BLAS/OpenMP workspace, the data loader and the allocator's slack, so it is a floor;
+// on a GPU, where activations are bf16, it is an upper bound.
+int64_t training_memory_bytes(const GPT2Shape& shape, int micro_batch, int seq_len);
+
+// Throws inkstone::Error when `preset_or_desc` is a GPU-only preset asked to train on the CPU, or when
+// training_memory_bytes exceeds `available_bytes` (skipped when available_bytes <= 0: unknown).
+// The message names the model, the estimate, the memory available and what to change.
+void check_fits_in_memory(const std::string& preset_or_desc, const GPT2Shape& shape, const TrainConfig& train,
+                          int64_t available_bytes, bool on_gpu);
 
 }  // namespace inkstone
