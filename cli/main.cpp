@@ -15,8 +15,12 @@ int main(int argc, char** argv) {
   inkstone::cli::add_prepare_command(app);
   try {
     app.parse(argc, argv);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);  // --help and --version
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // CLI11 would print the error and then a usage hint on a second line; keep it to one line.
+    fmt::print(stderr, "inkstone: error: {} (see inkstone --help)\n", e.what());
+    return e.get_exit_code() == 0 ? 1 : e.get_exit_code();
   } catch (const inkstone::Error& e) {
     fmt::print(stderr, "inkstone: error: {}\n", e.what());
     return 1;

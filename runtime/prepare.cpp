@@ -1,0 +1,281 @@
+#include "runtime/prepare.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "runtime/document_split.h"
+#include "runtime/durable_file.h"
+#include "runtime/error.h"
+#include "runtime/token_shard.h"
+#include "runtime/tokenizer.h"
+
+namespace inkstone {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Fills shards of at most `shard_tokens` tokens, writing each as it fills. A document may straddle
+// two shards; its bytes are then divided by decoding the part in the first shard, which is exact
+// for byte-level tokenizers (every token stands for whole bytes).
+class ShardSink {
+ public:
+  ShardSink(fs::path dir, std::string prefix, const Tokenizer& tokenizer, uint64_t shard_tokens,
+            const Sha256Digest& tokenizer_sha256)
+      : dir_(std::move(dir)),
+        prefix_(std::move(prefix)),
+        tokenizer_(tokenizer),
+        shard_tokens_(shard_tokens),
+        tokenizer_sha256_(tokenizer_sha256) {}
+
+  void add_document(std::string_view text) {
+    const int32_t eot = tokenizer_.eot_id();
+    append({&eot, 1}, 0);
+    append(tokenizer_.encode(text), text.size());
+    ++report_.documents;
+    report_.text_bytes += text.size();
+  }
+
+  SplitReport finish() {
+    flush();
+    return report_;
+  }
+
+ private:
+  void append(std::span<const int32_t> ids, uint64_t text_bytes) {
+    while (!ids.empty()) {
+      const size_t room = shard_tokens_ - buffer_.size();
+      if (ids.size() <= room) {
+        buffer_.insert(buffer_.end(), ids.begin(), ids.end());
+        buffer_bytes_ += text_bytes;
+        return;
+      }
+      const std::span<const int32_t> head = ids.first(room);
+      const uint64_t head_bytes = std::min<uint64_t>(text_bytes, tokenizer_.decode(head).size());
+      buffer_.insert(buffer_.end(), head.begin(), head.end());
+      buffer_bytes_ += head_bytes;
+      text_bytes -= head_bytes;
+      ids = ids.subspan(room);
+      flush();
+    }
+  }
+
+  void flush() {
+    if (buffer_.empty()) return;
+    ShardInfo info{fmt::format("{}_{:03d}.bin", prefix_, report_.shards.size()), buffer_.size(),
+                   buffer_bytes_};
+    write_token_shard(dir_ / info.file, buffer_, static_cast<uint32_t>(tokenizer_.vocab_size()),
+                      buffer_bytes_, tokenizer_sha256_);
+    report_.tokens += info.tokens;
+    report_.shards.push_back(std::move(info));
+    buffer_.clear();
+    buffer_bytes_ = 0;
+  }
+
+  fs::path dir_;
+  std::string prefix_;
+  const Tokenizer& tokenizer_;
+  uint64_t shard_tokens_;
+  Sha256Digest tokenizer_sha256_;
+  std::vector<int32_t> buffer_;
+  uint64_t buffer_bytes_ = 0;
+  SplitReport report_;
+};
+
+// The prepared directory's real location: a symlinked data.dir is prepared where the link points.
+fs::path destination_of(const std::string& dir) {
+  fs::path path = fs::path(dir).lexically_normal();
+  if (!path.has_filename()) path = path.parent_path();
+  if (path.empty() || path == "." || path == "..") fail("data.dir '{}' must name a directory to create", dir);
+  if (!path.has_parent_path()) path = fs::path(".") / path;  // so that its siblings can be created
+  std::error_code ec;
+  if (fs::is_symlink(fs::symlink_status(path, ec))) {
+    path = fs::canonical(path, ec);
+    if (ec) fail("{}: data.dir is a broken link ({})", dir, ec.message());
+  }
+  return path;
+}
+
+// Prepare replaces only what it made itself (marked by prepare.json) or an empty directory.
+void check_replaceable(const fs::path& dest) {
+  std::error_code ec;
+  const fs::file_status status = fs::status(dest, ec);
+  if (!fs::exists(status)) return;
+  if (!fs::is_directory(status))
+    fail("{}: exists and is not a directory; choose another data.dir", dest.string());
+  if (fs::exists(dest / kPrepareReportFile) || fs::is_empty(dest, ec)) return;
+  fail("{}: exists and was not made by inkstone prepare (it has no {}); choose another data.dir or empty it",
+       dest.string(), kPrepareReportFile);
+}
+
+// A directory beside `dest` (same file system, so it can be renamed into place), hidden so that a
+// corpus folder containing it never picks it up, and removed unless release()d.
+class StagingDir {
+ public:
+  StagingDir(const fs::path& dest, const char* kind) {
+    std::string pattern =
+        (dest.parent_path() / fmt::format(".{}.{}-XXXXXX", dest.filename().string(), kind)).string();
+    if (!::mkdtemp(pattern.data())) {
+      fail("{}: cannot create a directory beside it ({})", dest.string(), std::strerror(errno));
+    }
+    path_ = pattern;
+    // mkdtemp makes it private (0700); the prepared directory should read like any other.
+    fs::permissions(path_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                               fs::perms::others_read | fs::perms::others_exec);
+  }
+  ~StagingDir() {
+    std::error_code ignored;
+    if (!path_.empty()) fs::remove_all(path_, ignored);
+  }
+  StagingDir(const StagingDir&) = delete;
+  StagingDir& operator=(const StagingDir&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+void rename_or_fail(const fs::path& from, const fs::path& to) {
+  if (std::rename(from.c_str(), to.c_str()) != 0) {
+    fail("{}: cannot move the prepared data into place ({})", to.string(), std::strerror(errno));
+  }
+}
+
+// Moves the finished staging directory to `dest`. An existing `dest` is swapped with it atomically
+// where the system can (renameat2 RENAME_EXCHANGE), so the old preparation lands at the staging path
+// and is removed with it; elsewhere it is moved aside first. Either way no reader sees a half state.
+void install(const StagingDir& staging, const fs::path& dest) {
+  check_replaceable(dest);  // again: it may have changed while the corpus was being prepared
+  if (!fs::exists(dest)) {
+    rename_or_fail(staging.path(), dest);
+  } else {
+#ifdef RENAME_EXCHANGE
+    const bool swapped =
+        ::renameat2(AT_FDCWD, staging.path().c_str(), AT_FDCWD, dest.c_str(), RENAME_EXCHANGE) == 0;
+#else
+    const bool swapped = false;
+#endif
+    if (!swapped) {
+      const StagingDir old(dest, "old");  // removed, with the old preparation in it, on leaving this block
+      rename_or_fail(dest, old.path());
+      rename_or_fail(staging.path(), dest);
+    }
+  }
+  fsync_directory(dest.parent_path());
+}
+
+nlohmann::ordered_json split_json(const SplitReport& split) {
+  nlohmann::ordered_json shards = nlohmann::ordered_json::array();
+  for (const ShardInfo& s : split.shards) {
+    shards.push_back({{"file", s.file}, {"tokens", s.tokens}, {"text_bytes", s.text_bytes}});
+  }
+  return {{"documents", split.documents},
+          {"text_bytes", split.text_bytes},
+          {"tokens", split.tokens},
+          {"shards", std::move(shards)}};
+}
+
+void log_report(const PrepareReport& r, const fs::path& dest, std::ostream& log) {
+  const CorpusStats& c = r.corpus;
+  log << fmt::format(
+      "prepare: {} files, {} bytes read; {} documents ({} blank dropped, {} separator lines)\n", c.files,
+      c.raw_bytes, c.documents, c.blank_documents_dropped, c.separator_lines);
+  log << fmt::format(
+      "prepare: cleaning: {} invalid UTF-8 sequences replaced, {} escape sequences stripped, {} line ends "
+      "normalised, {} byte order marks removed\n",
+      c.invalid_utf8_replacements, c.clean.escapes_removed, c.clean.line_ends_changed, c.clean.boms_removed);
+  log << fmt::format("prepare: tokenizer {} (vocab {}, sha256 {})\n", r.tokenizer_name, r.vocab_size,
+                     r.tokenizer_sha256);
+  for (const auto& [name, split] : {std::pair{"train", &r.train}, std::pair{"val", &r.val}}) {
+    log << fmt::format("prepare: {:5} {} documents, {} bytes, {} tokens in {} shard{}\n", name,
+                       split->documents, split->text_bytes, split->tokens, split->shards.size(),
+                       split->shards.size() == 1 ? "" : "s");
+  }
+  log << fmt::format("prepare: wrote {}\n", dest.string());
+}
+
+}  // namespace
+
+std::string PrepareReport::to_json() const {
+  nlohmann::ordered_json files_json = nlohmann::ordered_json::array();
+  for (const CorpusFile& f : files)
+    files_json.push_back({{"path", f.path}, {"bytes", f.bytes}, {"sha256", f.sha256}});
+  const nlohmann::ordered_json doc = {
+      {"format", "inkstone-prepare"},
+      {"version", 1},
+      {"data",
+       {{"corpus", data.corpus},
+        {"tokenizer", data.tokenizer},
+        {"val_fraction", data.val_fraction},
+        {"invalid_utf8", data.invalid_utf8},
+        {"document_separator", data.document_separator},
+        {"dir", data.dir},
+        {"shard_tokens", data.shard_tokens}}},
+      {"tokenizer",
+       {{"name", tokenizer_name},
+        {"file", kTokenizerFile},
+        {"vocab_size", vocab_size},
+        {"eot_id", eot_id},
+        {"sha256", tokenizer_sha256}}},
+      {"files", std::move(files_json)},
+      {"documents",
+       {{"kept", corpus.documents},
+        {"blank_dropped", corpus.blank_documents_dropped},
+        {"separator_lines", corpus.separator_lines},
+        {"text_bytes", corpus.document_bytes}}},
+      {"cleaning",
+       {{"invalid_utf8_replacements", corpus.invalid_utf8_replacements},
+        {"escapes_removed", corpus.clean.escapes_removed},
+        {"line_ends_changed", corpus.clean.line_ends_changed},
+        {"boms_removed", corpus.clean.boms_removed}}},
+      {"split", {{"seed", split_seed}, {"train", split_json(train)}, {"val", split_json(val)}}}};
+  return doc.dump(2) + "\n";
+}
+
+PrepareReport prepare_corpus(const DataConfig& config, std::ostream& log) {
+  if (config.shard_tokens <= 0) fail("data.shard_tokens is {}; it must be positive", config.shard_tokens);
+  const fs::path dest = destination_of(config.dir);
+  check_replaceable(dest);
+
+  const std::unique_ptr<Tokenizer> tokenizer = tokenizer_from_spec(config.tokenizer);
+  const std::string tokenizer_json = tokenizer->to_json();
+  PrepareReport report;
+  report.data = config;
+  report.tokenizer_name = tokenizer->name();
+  report.vocab_size = tokenizer->vocab_size();
+  report.eot_id = tokenizer->eot_id();
+  report.tokenizer_sha256 = tokenizer_hash(tokenizer_json);
+  report.split_seed = kSplitSeed;
+
+  const Corpus corpus = read_corpus(config);
+  report.files = corpus.files();
+  report.corpus = corpus.stats();
+  const DocumentSplit split = split_documents_train_val(corpus.num_documents(), config.val_fraction);
+
+  std::error_code ec;
+  fs::create_directories(dest.parent_path(), ec);
+  if (ec) fail("{}: cannot create the parent directory ({})", dest.string(), ec.message());
+  const StagingDir staging(dest, "tmp");
+  const Sha256Digest digest = sha256_from_hex(report.tokenizer_sha256, "tokenizer hash");
+  const auto write_split = [&](const char* prefix, const std::vector<size_t>& documents) {
+    ShardSink sink(staging.path(), prefix, *tokenizer, static_cast<uint64_t>(config.shard_tokens), digest);
+    for (const size_t i : documents) sink.add_document(corpus.document(i));
+    return sink.finish();
+  };
+  report.train = write_split("train", split.train);
+  report.val = write_split("val", split.val);
+  write_file_durably(staging.path() / kTokenizerFile, tokenizer_json);
+  write_file_durably(staging.path() / kPrepareReportFile, report.to_json());
+  install(staging, dest);
+
+  log_report(report, dest, log);
+  return report;
+}
+
+}  // namespace inkstone

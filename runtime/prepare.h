@@ -1,0 +1,56 @@
+// `inkstone prepare`: corpus -> cleaned documents -> train/val split -> token shards, written with
+// tokenizer.json and prepare.json (this report) into DataConfig::dir.
+//
+// Each document is preceded by <|endoftext|> (GPT-2's convention), so a document boundary is always
+// visible to the model and the first token of a window never depends on the previous document's end.
+// The directory is built beside its destination and renamed into place: a failed run leaves an
+// existing prepared directory exactly as it was, and only a directory that prepare made itself (it
+// holds prepare.json) or an empty one is ever replaced.
+#pragma once
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include "runtime/config.h"
+#include "runtime/corpus.h"
+
+namespace inkstone {
+
+inline constexpr const char* kPrepareReportFile = "prepare.json";
+inline constexpr const char* kTokenizerFile = "tokenizer.json";
+
+struct ShardInfo {
+  std::string file;  // name inside the prepared directory, e.g. train_000.bin
+  uint64_t tokens = 0;
+  uint64_t text_bytes = 0;
+};
+
+struct SplitReport {
+  size_t documents = 0;
+  uint64_t text_bytes = 0;
+  uint64_t tokens = 0;  // text tokens plus one <|endoftext|> per document
+  std::vector<ShardInfo> shards;
+};
+
+struct PrepareReport {
+  DataConfig data;
+  std::string tokenizer_name;
+  int32_t vocab_size = 0;
+  int32_t eot_id = 0;
+  std::string tokenizer_sha256;  // hex, tokenizer_hash of the written tokenizer.json
+  uint64_t split_seed = 0;
+  std::vector<CorpusFile> files;
+  CorpusStats corpus;
+  SplitReport train;
+  SplitReport val;
+
+  std::string to_json() const;  // the prepare.json text
+};
+
+// Throws inkstone::Error (one line naming the input and the fix) on any problem, leaving data.dir as
+// it was. `log` gets a few lines of counts.
+PrepareReport prepare_corpus(const DataConfig& config, std::ostream& log);
+
+}  // namespace inkstone

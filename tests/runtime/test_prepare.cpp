@@ -1,0 +1,224 @@
+#include "runtime/prepare.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "runtime/error.h"
+#include "runtime/token_shard.h"
+#include "runtime/tokenizer.h"
+#include "support/test_support.h"
+
+namespace inkstone {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Every file below `dir` with its content, to show that a failed prepare changed nothing.
+std::map<std::string, std::string> snapshot(const fs::path& dir) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) files[fs::relative(e.path(), dir).string()] = testing::read_file(e.path());
+  }
+  return files;
+}
+
+struct SplitContents {
+  std::vector<std::string> documents;  // decoded, in shard order
+  uint64_t tokens = 0;
+  uint64_t header_text_bytes = 0;
+};
+
+// Reads the shards of one split as listed in prepare.json and cuts the token stream at <|endoftext|>.
+SplitContents read_split(const fs::path& dir, const json& split, const Sha256Digest& tokenizer,
+                         int64_t max_tokens) {
+  const ByteTokenizer tok;
+  SplitContents out;
+  std::vector<int32_t> stream;
+  for (const json& s : split["shards"]) {
+    const TokenShard shard = read_token_shard(dir / s["file"].get<std::string>(), tokenizer);
+    EXPECT_LE(shard.tokens.size(), static_cast<size_t>(max_tokens));
+    EXPECT_EQ(shard.header.token_count, s["tokens"].get<uint64_t>());
+    EXPECT_EQ(shard.header.text_bytes, s["text_bytes"].get<uint64_t>());
+    // With the byte tokenizer every token but <|endoftext|> is one byte of text.
+    const auto text_tokens =
+        std::count_if(shard.tokens.begin(), shard.tokens.end(), [](int32_t t) { return t != 256; });
+    EXPECT_EQ(shard.header.text_bytes, static_cast<uint64_t>(text_tokens));
+    out.header_text_bytes += shard.header.text_bytes;
+    out.tokens += shard.tokens.size();
+    stream.insert(stream.end(), shard.tokens.begin(), shard.tokens.end());
+  }
+  if (stream.empty()) return out;
+  EXPECT_EQ(stream.front(), 256) << "every document starts with <|endoftext|>";
+  size_t begin = 1;
+  for (size_t i = 1; i <= stream.size(); ++i) {
+    if (i == stream.size() || stream[i] == 256) {
+      out.documents.push_back(tok.decode(std::span(stream).subspan(begin, i - begin)));
+      begin = i + 1;
+    }
+  }
+  return out;
+}
+
+class Prepare : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    fs::create_directories(dir / "corpus");
+    testing::write_file(dir / "corpus" / "a.txt", "\x1b[32mfirst\x1b[m\r\npoem\n%\nsecond\n%\n");
+    testing::write_file(dir / "corpus" / "b.txt",
+                        "third \xE6\x98\xA5\n%\nfourth, longer than a shard\n%\nfifth\n");
+    config.corpus = {(dir / "corpus").string()};
+    config.document_separator = "%";
+    config.val_fraction = 0.4;
+    config.shard_tokens = 7;
+    config.dir = (dir / "out" / "prepared").string();
+  }
+  json report_json() const {
+    return json::parse(testing::read_file(dir / "out" / "prepared" / "prepare.json"));
+  }
+
+  testing::TempDir dir;
+  DataConfig config;
+  const std::vector<std::string> documents = {"first\npoem\n", "second\n", "third \xE6\x98\xA5\n",
+                                              "fourth, longer than a shard\n", "fifth\n"};
+};
+
+TEST_F(Prepare, ShardsHoldEveryDocumentOnceBehindEndOfText) {
+  std::ostringstream log;
+  const PrepareReport report = prepare_corpus(config, log);
+  const fs::path out = dir / "out" / "prepared";
+  const json r = report_json();
+
+  const std::string tokenizer_json = testing::read_file(out / "tokenizer.json");
+  EXPECT_EQ(tokenizer_from_json(tokenizer_json, "tokenizer.json")->name(), "byte");
+  const std::string hash = tokenizer_hash(tokenizer_json);
+  EXPECT_EQ(r["tokenizer"]["sha256"], hash);
+  EXPECT_EQ(r["tokenizer"]["vocab_size"], 257);
+
+  const Sha256Digest digest = sha256_from_hex(hash, "test");
+  const SplitContents train = read_split(out, r["split"]["train"], digest, 7);
+  const SplitContents val = read_split(out, r["split"]["val"], digest, 7);
+  EXPECT_EQ(val.documents.size(), 2u);  // round(5 * 0.4)
+  EXPECT_EQ(train.documents.size(), 3u);
+
+  std::vector<std::string> all = train.documents;
+  all.insert(all.end(), val.documents.begin(), val.documents.end());
+  std::sort(all.begin(), all.end());
+  std::vector<std::string> expected = documents;
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(all, expected);
+
+  uint64_t bytes = 0;
+  for (const std::string& d : documents) bytes += d.size();
+  EXPECT_EQ(train.tokens + val.tokens, bytes + documents.size());
+  EXPECT_EQ(train.header_text_bytes + val.header_text_bytes, bytes);
+  EXPECT_EQ(r["split"]["train"]["tokens"], train.tokens);
+  EXPECT_EQ(r["split"]["val"]["text_bytes"], val.header_text_bytes);
+  EXPECT_EQ(report.train.tokens, train.tokens);
+  EXPECT_GT(r["split"]["train"]["shards"].size(), 1u);
+  EXPECT_TRUE(fs::exists(out / "train_000.bin"));
+  EXPECT_TRUE(fs::exists(out / "val_000.bin"));
+
+  EXPECT_EQ(r["documents"]["kept"], 5);
+  EXPECT_EQ(r["documents"]["blank_dropped"], 1);  // after the last "%" of a.txt
+  EXPECT_EQ(r["cleaning"]["escapes_removed"], 2);
+  EXPECT_EQ(r["cleaning"]["line_ends_changed"], 1);
+  ASSERT_EQ(r["files"].size(), 2u);
+  EXPECT_EQ(r["files"][0]["path"], (dir / "corpus" / "a.txt").string());
+  EXPECT_NE(log.str().find("5 documents"), std::string::npos) << log.str();
+}
+
+TEST_F(Prepare, IsDeterministic) {
+  std::ostringstream log;
+  prepare_corpus(config, log);
+  const auto first = snapshot(dir / "out" / "prepared");
+  config.dir = (dir / "again").string();
+  prepare_corpus(config, log);
+  const auto second = snapshot(dir / "again");
+  for (const auto& [name, bytes] : second) {
+    if (name != "prepare.json") {
+      EXPECT_EQ(bytes, first.at(name)) << name;
+    }
+  }
+  EXPECT_EQ(first.size(), second.size());
+}
+
+TEST_F(Prepare, ZeroValidationFractionWritesNoValidationShards) {
+  config.val_fraction = 0;
+  config.shard_tokens = 1000;
+  std::ostringstream log;
+  const PrepareReport report = prepare_corpus(config, log);
+  EXPECT_EQ(report.val.documents, 0u);
+  EXPECT_TRUE(report.val.shards.empty());
+  EXPECT_EQ(report.train.shards.size(), 1u);
+  EXPECT_FALSE(fs::exists(dir / "out" / "prepared" / "val_000.bin"));
+}
+
+TEST_F(Prepare, ReplacesOnlyADirectoryItMadeOrAnEmptyOne) {
+  std::ostringstream log;
+  const fs::path out = dir / "out" / "prepared";
+  fs::create_directories(out);  // empty: fine
+  prepare_corpus(config, log);
+  testing::write_file(out / "stale.bin", "old");
+  prepare_corpus(config, log);  // made by prepare: replaced as a whole
+  EXPECT_FALSE(fs::exists(out / "stale.bin"));
+  EXPECT_TRUE(fs::exists(out / "train_000.bin"));
+
+  fs::create_directories(dir / "mine");
+  testing::write_file(dir / "mine" / "thesis.tex", "precious");
+  config.dir = (dir / "mine").string();
+  const std::string message = error_of([&] { prepare_corpus(config, log); });
+  EXPECT_NE(message.find("was not made by inkstone prepare"), std::string::npos) << message;
+  EXPECT_EQ(snapshot(dir / "mine"), (std::map<std::string, std::string>{{"thesis.tex", "precious"}}));
+
+  testing::write_file(dir / "a-file", "x");
+  config.dir = (dir / "a-file").string();
+  EXPECT_NE(error_of([&] { prepare_corpus(config, log); }).find("not a directory"), std::string::npos);
+}
+
+TEST_F(Prepare, FailureLeavesThePreparedDirectoryAndNoLeftovers) {
+  std::ostringstream log;
+  prepare_corpus(config, log);
+  const auto before = snapshot(dir / "out");
+
+  testing::write_file(dir / "corpus" / "c.txt", "bad \xFF byte\n");
+  EXPECT_NE(error_of([&] { prepare_corpus(config, log); }).find("c.txt: invalid UTF-8 at byte 4 (0xff)"),
+            std::string::npos);
+  fs::remove(dir / "corpus" / "c.txt");
+  config.corpus = {(dir / "corpus" / "*.md").string()};
+  EXPECT_NE(error_of([&] { prepare_corpus(config, log); }).find("matches no files"), std::string::npos);
+  config.corpus = {(dir / "corpus").string()};
+  config.tokenizer = (dir / "missing.json").string();
+  EXPECT_NE(error_of([&] { prepare_corpus(config, log); }).find("missing.json"), std::string::npos);
+
+  EXPECT_EQ(snapshot(dir / "out"), before);
+  for (const auto& e : fs::directory_iterator(dir / "out")) EXPECT_EQ(e.path().filename(), "prepared");
+}
+
+TEST_F(Prepare, RejectsBadSettings) {
+  std::ostringstream log;
+  config.shard_tokens = 0;
+  EXPECT_NE(error_of([&] { prepare_corpus(config, log); }).find("data.shard_tokens"), std::string::npos);
+  config.shard_tokens = 100;
+  config.document_separator = "";  // two files, two documents: fine
+  EXPECT_EQ(prepare_corpus(config, log).val.documents, 1u);
+  config.corpus = {(dir / "corpus" / "a.txt").string()};  // one document cannot be split
+  EXPECT_NE(error_of([&] { prepare_corpus(config, log); }).find("single document"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace inkstone
