@@ -1,0 +1,397 @@
+#include "runtime/gpt2.h"
+
+#include <algorithm>
+#include <cassert>
+
+#include <fmt/ranges.h>
+
+#include "runtime/error.h"
+#include "runtime/rng.h"
+
+namespace inkstone {
+namespace {
+
+Tensor reshaped(Tensor t, std::initializer_list<int64_t> dims) {
+  Tensor r(t.data, t.dtype, dims);
+  assert(r.numel() <= t.numel());
+  return r;
+}
+
+}  // namespace
+
+GPT2::GPT2(Backend& backend, const GPT2Shape& shape, int max_batch, int max_seq)
+    : backend_(backend), shape_(shape), max_batch_(max_batch), max_seq_(max_seq) {
+  if (shape.n_layer < 1 || shape.n_head < 1 || shape.n_embd < 1 || shape.vocab < 1 ||
+      shape.n_embd % shape.n_head != 0 || shape.padded_vocab < shape.vocab || shape.context < 1)
+    fail(
+        "GPT2: inconsistent model shape (n_layer {}, n_head {}, n_embd {}, vocab {}, padded_vocab {}); "
+        "build it with resolve_shape",
+        shape.n_layer, shape.n_head, shape.n_embd, shape.vocab, shape.padded_vocab);
+  if (max_batch < 1 || max_seq < 1 || max_seq > shape.context)
+    fail("GPT2: micro-batch {} x sequence {} is not possible with context {}; use 1 <= seq_len <= context",
+         max_batch, max_seq, shape.context);
+
+  const int64_t max_rows = int64_t{max_batch} * max_seq;
+  layout_ = gpt2_parameter_layout(shape);
+  acts_ = gpt2_activation_offsets(shape, max_rows);
+  params_ = DeviceTensor(backend, DType::F32, {layout_.total_floats});
+  grads_ = DeviceTensor(backend, DType::F32, {layout_.total_floats});
+  activations_ = DeviceTensor(backend, DType::F32, {acts_.total_floats});
+  tokens_ = DeviceTensor(backend, DType::I32, {max_rows});
+  targets_ = DeviceTensor(backend, DType::I32, {max_rows});
+  // Zero everything once: alignment gaps and wte's pad rows must read as zero forever after.
+  for (const DeviceTensor* t : {&params_, &grads_, &activations_, &tokens_, &targets_}) backend.fill_zero(*t);
+  weights_ = gpt2_weight_views(shape, layout_, params_.view().as<float>());
+  weight_grads_ = gpt2_weight_views(shape, layout_, grads_.view().as<float>());
+  host_losses_.resize(max_rows);
+  host_targets_.resize(max_rows);
+}
+
+void GPT2::initialize(uint64_t seed) {
+  Rng rng(seed);
+  std::vector<float> host;
+  for (const ParamInfo& p : layout_.table) {
+    host.resize(p.allocated);
+    init_gpt2_parameter(p, shape_, rng, host);
+    backend_.upload(parameter_view(p), host.data());
+  }
+}
+
+// ---- forward ----
+
+void GPT2::check_batch(int B, int T) const {
+  if (B < 1 || T < 1 || T > shape_.context || int64_t{B} * T > int64_t{max_batch_} * max_seq_)
+    fail(
+        "GPT2::forward: batch {} x {} tokens does not fit this model (at most {} x {} tokens, T <= context "
+        "{})",
+        B, T, max_batch_, max_seq_, shape_.context);
+}
+
+float GPT2::forward(std::span<const int32_t> tokens, std::span<const int32_t> targets, int B, int T) {
+  check_batch(B, T);
+  const Batch batch{B, T};
+  const size_t n = static_cast<size_t>(batch.N());
+  if (tokens.size() != n) fail("GPT2::forward: {} tokens given for a {} x {} batch", tokens.size(), B, T);
+  if (!targets.empty() && targets.size() != n)
+    fail("GPT2::forward: {} targets given for a {} x {} batch", targets.size(), B, T);
+  for (size_t i = 0; i < n; ++i) {
+    if (tokens[i] < 0 || tokens[i] >= shape_.vocab)
+      fail("GPT2::forward: token {} at position {} is outside the vocabulary [0, {})", tokens[i], i,
+           shape_.vocab);
+    if (!targets.empty() && targets[i] >= shape_.vocab)
+      fail("GPT2::forward: target {} at position {} is outside the vocabulary [0, {})", targets[i], i,
+           shape_.vocab);
+  }
+  const Tensor device_tokens = reshaped(tokens_, {B, T});
+  backend_.upload(device_tokens, tokens.data());
+  Tensor device_targets;
+  if (!targets.empty()) {
+    device_targets = reshaped(targets_, {batch.N()});
+    backend_.upload(device_targets, targets.data());
+    std::copy(targets.begin(), targets.end(), host_targets_.begin());
+  }
+  return run_forward(device_tokens, device_targets, batch);
+}
+
+float GPT2::forward(Tensor tokens, Tensor targets, int B, int T) {
+  check_batch(B, T);
+  const Batch batch{B, T};
+  if (tokens.numel() != batch.N() || (targets.defined() && targets.numel() != batch.N()))
+    fail("GPT2::forward: tokens/targets tensors do not hold {} x {} ids", B, T);
+  if (targets.defined()) backend_.download(host_targets_.data(), targets);
+  return run_forward(reshaped(tokens, {B, T}), targets.defined() ? reshaped(targets, {batch.N()}) : Tensor{},
+                     batch);
+}
+
+Tensor GPT2::rows(int64_t offset, int64_t n, int64_t cols) const {
+  return Tensor(act(offset), DType::F32, {n, cols});
+}
+
+Tensor GPT2::flat(int64_t offset, int64_t n) const {
+  return Tensor(act(offset), DType::F32, {n});
+}
+
+float GPT2::run_forward(Tensor tokens, Tensor targets, const Batch& batch) {
+  const int64_t N = batch.N(), C = shape_.n_embd, Vp = shape_.padded_vocab;
+  const GPT2Weights& w = weights_;
+  backend_.embedding_forward({.out = Tensor(act(acts_.encoded), DType::F32, {batch.B, batch.T, C}),
+                              .tokens = tokens,
+                              .wte = w.wte,
+                              .wpe = w.wpe,
+                              .pos_offset = 0});
+  for (int l = 0; l < shape_.n_layer; ++l) {
+    const int64_t residual = l == 0 ? acts_.encoded : acts_.h[l - 1].residual_mlp;
+    block_forward(l, rows(residual, N, C), batch);
+  }
+  const Tensor ln_f = rows(acts_.ln_f, N, C), logits = rows(acts_.logits, N, Vp);
+  backend_.layernorm_forward({.out = ln_f,
+                              .mean = flat(acts_.ln_f_mean, N),
+                              .rstd = flat(acts_.ln_f_rstd, N),
+                              .inp = rows(acts_.h.back().residual_mlp, N, C),
+                              .weight = w.ln_f_weight,
+                              .bias = w.ln_f_bias,
+                              .eps = kLayerNormEps});
+  backend_.matmul_forward({.out = logits,
+                           .inp = ln_f,
+                           .weight = w.wte,
+                           .bias = {},  // GPT-2's lm head has no bias
+                           .pre_gelu = {},
+                           .layout = WeightLayout::OutIn});
+
+  batch_ = batch;
+  batch_tokens_ = tokens;
+  batch_targets_ = targets;
+  counted_targets_ = 0;
+  if (!targets.defined()) {
+    stage_ = Stage::Logits;
+    return 0.0f;
+  }
+  const Tensor losses = flat(acts_.losses, N);
+  backend_.cross_entropy(
+      {.losses = losses, .dlogits = {}, .logits = logits, .targets = targets, .vocab_size = shape_.vocab});
+  backend_.download(host_losses_.data(), losses);
+  double sum = 0;  // ignored targets have loss 0, so summing every row is the sum over counted ones
+  for (int64_t i = 0; i < N; ++i) {
+    sum += host_losses_[i];
+    counted_targets_ += host_targets_[i] >= 0;
+  }
+  stage_ = Stage::Loss;
+  return counted_targets_ > 0 ? static_cast<float>(sum / static_cast<double>(counted_targets_)) : 0.0f;
+}
+
+void GPT2::block_forward(int layer, Tensor residual_in, const Batch& batch) {
+  const int64_t N = batch.N(), C = shape_.n_embd;
+  const BlockWeights& w = weights_.h[layer];
+  const BlockActivationOffsets& a = acts_.h[layer];
+  const Tensor ln_1 = rows(a.ln_1, N, C), qkv = rows(a.qkv, N, 3 * C), attn_out = rows(a.attn_out, N, C);
+  const Tensor residual_attn = rows(a.residual_attn, N, C), ln_2 = rows(a.ln_2, N, C);
+  const Tensor fc_gelu = rows(a.fc_gelu, N, 4 * C), residual_mlp = rows(a.residual_mlp, N, C);
+
+  backend_.layernorm_forward({.out = ln_1,
+                              .mean = flat(a.ln_1_mean, N),
+                              .rstd = flat(a.ln_1_rstd, N),
+                              .inp = residual_in,
+                              .weight = w.ln_1_weight,
+                              .bias = w.ln_1_bias,
+                              .eps = kLayerNormEps});
+  backend_.matmul_forward(
+      {.out = qkv, .inp = ln_1, .weight = w.c_attn_weight, .bias = w.c_attn_bias, .pre_gelu = {}});
+  backend_.attention_forward({.out = reshaped(attn_out, {batch.B, batch.T, C}),
+                              .lse = Tensor(act(a.attn_lse), DType::F32, {batch.B, shape_.n_head, batch.T}),
+                              .qkv = reshaped(qkv, {batch.B, batch.T, 3 * C}),
+                              .n_head = shape_.n_head});
+  // The projection is written straight into residual_attn and the residual added in place: the
+  // backward pass needs neither the projection alone nor a copy.
+  backend_.matmul_forward({.out = residual_attn,
+                           .inp = attn_out,
+                           .weight = w.attn_c_proj_weight,
+                           .bias = w.attn_c_proj_bias,
+                           .pre_gelu = {}});
+  backend_.add({.out = residual_attn, .a = residual_in, .b = residual_attn});
+
+  backend_.layernorm_forward({.out = ln_2,
+                              .mean = flat(a.ln_2_mean, N),
+                              .rstd = flat(a.ln_2_rstd, N),
+                              .inp = residual_attn,
+                              .weight = w.ln_2_weight,
+                              .bias = w.ln_2_bias,
+                              .eps = kLayerNormEps});
+  backend_.matmul_forward({.out = fc_gelu,
+                           .inp = ln_2,
+                           .weight = w.c_fc_weight,
+                           .bias = w.c_fc_bias,
+                           .pre_gelu = rows(a.fc_pre_gelu, N, 4 * C),
+                           .epilogue = Epilogue::Gelu});
+  backend_.matmul_forward({.out = residual_mlp,
+                           .inp = fc_gelu,
+                           .weight = w.mlp_c_proj_weight,
+                           .bias = w.mlp_c_proj_bias,
+                           .pre_gelu = {}});
+  backend_.add({.out = residual_mlp, .a = residual_attn, .b = residual_mlp});
+}
+
+// ---- backward ----
+
+void GPT2::backward(float loss_scale) {
+  if (stage_ != Stage::Loss)
+    fail(
+        "GPT2::backward needs a forward pass with targets since the last backward; call forward(tokens, "
+        "targets, ...) first");
+  const int64_t N = batch_.N(), C = shape_.n_embd, Vp = shape_.padded_vocab;
+  const float dloss = counted_targets_ > 0 ? loss_scale / static_cast<float>(counted_targets_) : 0.0f;
+  const Tensor logits = rows(acts_.logits, N, Vp), dlogits = logits;
+  const Tensor d_residual = rows(acts_.d_residual, N, C), d_ln_f = rows(acts_.d_ln_1, N, C);
+
+  backend_.cross_entropy({.losses = flat(acts_.losses, N),
+                          .dlogits = dlogits,
+                          .logits = logits,
+                          .targets = batch_targets_,
+                          .vocab_size = shape_.vocab,
+                          .dloss = dloss});
+  stage_ = Stage::BackwardDone;  // the logits are gone from here on
+
+  // Backward ops accumulate into activation gradients too: start them from zero.
+  backend_.fill_zero(d_residual);
+  backend_.fill_zero(d_ln_f);
+  backend_.matmul_backward({.dinp = d_ln_f,
+                            .dweight = weight_grads_.wte,
+                            .dbias = {},
+                            .dout = dlogits,
+                            .inp = rows(acts_.ln_f, N, C),
+                            .weight = weights_.wte,
+                            .layout = WeightLayout::OutIn});
+  backend_.layernorm_backward({.dinp = d_residual,
+                               .dweight = weight_grads_.ln_f_weight,
+                               .dbias = weight_grads_.ln_f_bias,
+                               .dout = d_ln_f,
+                               .inp = rows(acts_.h.back().residual_mlp, N, C),
+                               .weight = weights_.ln_f_weight,
+                               .mean = flat(acts_.ln_f_mean, N),
+                               .rstd = flat(acts_.ln_f_rstd, N)});
+  for (int l = shape_.n_layer - 1; l >= 0; --l) {
+    const int64_t residual = l == 0 ? acts_.encoded : acts_.h[l - 1].residual_mlp;
+    block_backward(l, rows(residual, N, C), d_residual, batch_);
+  }
+  backend_.embedding_backward({.dwte = weight_grads_.wte,
+                               .dwpe = weight_grads_.wpe,
+                               .dout = reshaped(d_residual, {batch_.B, batch_.T, C}),
+                               .tokens = batch_tokens_,
+                               .pos_offset = 0});
+}
+
+// On entry d_residual holds dL/d(residual_mlp); on return dL/d(residual_in). Both residual additions
+// pass the gradient through unchanged, so the two LayerNorm backward passes simply accumulate
+// their input gradient into it.
+void GPT2::block_backward(int layer, Tensor residual_in, Tensor d_residual, const Batch& batch) {
+  const int64_t N = batch.N(), C = shape_.n_embd;
+  const BlockWeights& w = weights_.h[layer];
+  BlockWeights& g = weight_grads_.h[layer];
+  const BlockActivationOffsets& a = acts_.h[layer];
+  const Tensor d_fc_gelu = rows(acts_.d_fc_gelu, N, 4 * C),
+               d_fc_pre_gelu = rows(acts_.d_fc_pre_gelu, N, 4 * C);
+  const Tensor d_ln_2 = rows(acts_.d_ln_2, N, C), d_ln_1 = rows(acts_.d_ln_1, N, C);
+  const Tensor d_attn_out = rows(acts_.d_attn_out, N, C), d_qkv = rows(acts_.d_qkv, N, 3 * C);
+  const Tensor attn_out = rows(a.attn_out, N, C), qkv = rows(a.qkv, N, 3 * C);
+  backend_.fill_zero(Tensor(act(acts_.scratch), DType::F32, {acts_.scratch_floats}));
+
+  backend_.matmul_backward({.dinp = d_fc_gelu,
+                            .dweight = g.mlp_c_proj_weight,
+                            .dbias = g.mlp_c_proj_bias,
+                            .dout = d_residual,
+                            .inp = rows(a.fc_gelu, N, 4 * C),
+                            .weight = w.mlp_c_proj_weight});
+  backend_.gelu_backward({.dinp = d_fc_pre_gelu, .inp = rows(a.fc_pre_gelu, N, 4 * C), .dout = d_fc_gelu});
+  backend_.matmul_backward({.dinp = d_ln_2,
+                            .dweight = g.c_fc_weight,
+                            .dbias = g.c_fc_bias,
+                            .dout = d_fc_pre_gelu,
+                            .inp = rows(a.ln_2, N, C),
+                            .weight = w.c_fc_weight});
+  backend_.layernorm_backward({.dinp = d_residual,
+                               .dweight = g.ln_2_weight,
+                               .dbias = g.ln_2_bias,
+                               .dout = d_ln_2,
+                               .inp = rows(a.residual_attn, N, C),
+                               .weight = w.ln_2_weight,
+                               .mean = flat(a.ln_2_mean, N),
+                               .rstd = flat(a.ln_2_rstd, N)});
+
+  backend_.matmul_backward({.dinp = d_attn_out,
+                            .dweight = g.attn_c_proj_weight,
+                            .dbias = g.attn_c_proj_bias,
+                            .dout = d_residual,
+                            .inp = attn_out,
+                            .weight = w.attn_c_proj_weight});
+  backend_.attention_backward({.dqkv = reshaped(d_qkv, {batch.B, batch.T, 3 * C}),
+                               .dout = reshaped(d_attn_out, {batch.B, batch.T, C}),
+                               .qkv = reshaped(qkv, {batch.B, batch.T, 3 * C}),
+                               .out = reshaped(attn_out, {batch.B, batch.T, C}),
+                               .lse = Tensor(act(a.attn_lse), DType::F32, {batch.B, shape_.n_head, batch.T}),
+                               .n_head = shape_.n_head});
+  backend_.matmul_backward({.dinp = d_ln_1,
+                            .dweight = g.c_attn_weight,
+                            .dbias = g.c_attn_bias,
+                            .dout = d_qkv,
+                            .inp = rows(a.ln_1, N, C),
+                            .weight = w.c_attn_weight});
+  backend_.layernorm_backward({.dinp = d_residual,
+                               .dweight = g.ln_1_weight,
+                               .dbias = g.ln_1_bias,
+                               .dout = d_ln_1,
+                               .inp = residual_in,
+                               .weight = w.ln_1_weight,
+                               .mean = flat(a.ln_1_mean, N),
+                               .rstd = flat(a.ln_1_rstd, N)});
+}
+
+void GPT2::zero_grad() {
+  backend_.fill_zero(grads_);
+}
+
+// ---- access ----
+
+Tensor GPT2::logits() const {
+  if (stage_ != Stage::Logits && stage_ != Stage::Loss)
+    fail("GPT2::logits: no logits to read (none computed yet, or backward() has overwritten them)");
+  return rows(acts_.logits, batch_.N(), shape_.padded_vocab);
+}
+
+std::vector<float> GPT2::read_logits(int64_t first_row, int64_t count) const {
+  const Tensor all = logits();
+  if (first_row < 0 || count < 0 || first_row + count > all.dim(0))
+    fail("GPT2::read_logits: rows [{}, {}) outside the {} rows of the last forward", first_row,
+         first_row + count, all.dim(0));
+  const int64_t V = shape_.vocab, Vp = shape_.padded_vocab;
+  std::vector<float> out(static_cast<size_t>(count * V));
+  for (int64_t r = 0; r < count; ++r) {
+    const Tensor row(all.as<float>() + (first_row + r) * Vp, DType::F32, {V});
+    backend_.download(out.data() + r * V, row);
+  }
+  return out;
+}
+
+const ParamInfo& GPT2::parameter(const std::string& name) const {
+  for (const ParamInfo& p : layout_.table)
+    if (p.name == name) return p;
+  fail("GPT-2 has no parameter named '{}' (names follow Hugging Face GPT-2, e.g. h.0.attn.c_attn.weight)",
+       name);
+}
+
+Tensor GPT2::parameter_view(const ParamInfo& p) const {
+  return Tensor(params_.view().as<float>() + p.offset, DType::F32, {p.allocated});
+}
+
+Tensor GPT2::gradient_view(const ParamInfo& p) const {
+  return Tensor(grads_.view().as<float>() + p.offset, DType::F32, {p.allocated});
+}
+
+std::vector<float> GPT2::read_parameter(const std::string& name) const {
+  const ParamInfo& p = parameter(name);
+  std::vector<float> out(static_cast<size_t>(p.numel()));
+  backend_.download(out.data(), Tensor(params_.view().as<float>() + p.offset, DType::F32, {p.numel()}));
+  return out;
+}
+
+std::vector<float> GPT2::read_gradient(const std::string& name) const {
+  const ParamInfo& p = parameter(name);
+  std::vector<float> out(static_cast<size_t>(p.numel()));
+  backend_.download(out.data(), Tensor(grads_.view().as<float>() + p.offset, DType::F32, {p.numel()}));
+  return out;
+}
+
+void GPT2::write_parameter(const std::string& name, std::span<const float> values) {
+  const ParamInfo& p = parameter(name);
+  if (static_cast<int64_t>(values.size()) != p.numel())
+    fail("parameter {}: {} values given, its shape [{}] holds {}", name, values.size(),
+         fmt::join(p.shape, ", "), p.numel());
+  // Only the real rows: wte's padding stays zero.
+  backend_.upload(Tensor(params_.view().as<float>() + p.offset, DType::F32, {p.numel()}), values.data());
+}
+
+ModelMemory GPT2::memory() const {
+  return {.parameters = params_.view().nbytes(),
+          .gradients = grads_.view().nbytes(),
+          .activations = activations_.view().nbytes() + tokens_.view().nbytes() + targets_.view().nbytes()};
+}
+
+}  // namespace inkstone
