@@ -2,6 +2,7 @@
 // YAML (every key, defaults included) and one line to stderr with the model it describes, so a
 // config can be tried before a run is launched.
 #include <fmt/format.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "runtime/backend.h"
 #include "runtime/config.h"
 #include "runtime/error.h"
 #include "runtime/model_config.h"
@@ -43,6 +45,14 @@ KnownVocab known_tokenizer_vocab(const DataConfig& data) {
   return {};
 }
 
+// Whether a run with this device setting would train on this machine's CPU: the memory check below
+// only makes sense then (a config may well be written here for a GPU machine).
+bool trains_on_cpu(const std::string& device) {
+  if (device == "cpu") return true;
+  if (device != "auto") return false;
+  return make_backend("auto")->kind() == DeviceKind::CPU;
+}
+
 std::string millions(int64_t count) {
   return fmt::format("{:.2f}M", static_cast<double>(count) / 1e6);
 }
@@ -61,6 +71,10 @@ std::string summary(const RunConfig& config) {
     fail("{}: {}", config.source, e.what());
   }
   const TrainConfig& train = config.train;
+  if (trains_on_cpu(config.device)) {
+    const int64_t ram = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
+    check_fits_in_memory(config.model.preset, shape, train, ram, /*on_gpu=*/false);
+  }
   const int64_t memory = training_memory_bytes(shape, train.micro_batch, train.seq_len);
   const std::string dims = fmt::format("{}: {} layers, {} heads, n_embd {}, context {}", config.model.preset,
                                        shape.n_layer, shape.n_head, shape.n_embd, shape.context);

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "inkstone 0.1.0");
   inkstone::cli::add_config_command(app);
   inkstone::cli::add_prepare_command(app);
+  inkstone::cli::add_inspect_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
@@ -20,13 +21,13 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // CLI11 would print the error and then a usage hint on a second line; keep it to one line.
     fmt::print(stderr, "inkstone: error: {} (see inkstone --help)\n", e.what());
-    return e.get_exit_code() == 0 ? 1 : e.get_exit_code();
+    return 2;  // usage error
   } catch (const inkstone::Error& e) {
     fmt::print(stderr, "inkstone: error: {}\n", e.what());
     return 1;
   } catch (const std::exception& e) {
     fmt::print(stderr, "inkstone: internal error: {}\n", e.what());
-    return 2;
+    return 70;  // EX_SOFTWARE: a bug, not a bad input
   }
   return 0;
 }

@@ -88,6 +88,17 @@ TEST_F(ConfigCommand, VocabThatContradictsTheTokenizer) {
                "matching tokenizer");
 }
 
+TEST_F(ConfigCommand, GpuOnlyPresetOnTheCpuIsRefusedWithAReason) {
+  testing::write_file(dir / "run.yaml", "model: {preset: gpt2-774m}\ndevice: cpu\n");
+  const testing::CommandResult r = testing::run_cli({"config", "run.yaml"}, dir.path());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(count_lines(r.err), 1u) << r.err;
+  EXPECT_TRUE(contains(r.err, "gpt2-774m")) << r.err;
+  EXPECT_TRUE(contains(r.err, "GPU")) << r.err;
+  // The same model with device: cuda is a config for a GPU machine and is accepted here.
+  EXPECT_EQ(testing::run_cli({"config", "run.yaml", "device=cuda"}, dir.path()).exit_code, 0);
+}
+
 TEST_F(ConfigCommand, MissingFile) {
   expect_error(testing::run_cli({"config", "nope.yaml"}, dir.path()),
                "nope.yaml: cannot open the config: No such file or directory");
