@@ -13,14 +13,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 std::vector<std::string> documents_of(std::string_view text, std::string_view separator, CorpusStats& stats) {
   std::vector<std::string> docs;

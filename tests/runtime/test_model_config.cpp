@@ -7,19 +7,12 @@
 #include <string>
 
 #include "runtime/error.h"
+#include "support/test_support.h"
 
 namespace inkstone {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no inkstone::Error thrown";
-  return "";
-}
+using testing::error_of;
 
 bool contains(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;

@@ -19,14 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 // Every file below `dir` with its content, to show that a failed prepare changed nothing.
 std::map<std::string, std::string> snapshot(const fs::path& dir) {

@@ -29,14 +29,7 @@ void put_u64(std::string& bytes, size_t offset, uint64_t v) {
   for (int i = 0; i < 8; ++i) bytes[offset + i] = static_cast<char>(v >> (8 * i));
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 TEST(TokenShard, RoundTripsTwoByteTokens) {
   testing::TempDir dir;

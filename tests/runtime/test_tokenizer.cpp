@@ -15,14 +15,7 @@ namespace {
 
 using nlohmann::json;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using testing::error_of;
 
 TEST(ByteLevel, MatchesGpt2BytesToUnicode) {
   const auto& symbols = byte_level_symbols();

@@ -9,6 +9,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "runtime/error.h"
+
 namespace inkstone::testing {
 namespace fs = std::filesystem;
 
@@ -74,6 +76,15 @@ std::string read_file(const fs::path& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   return ss.str();
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
 }
 
 std::vector<float> random_floats(size_t n, uint64_t seed, float scale) {

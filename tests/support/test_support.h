@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,9 @@ std::filesystem::path source_dir();
 
 void write_file(const std::filesystem::path& path, const std::string& bytes);
 std::string read_file(const std::filesystem::path& path);
+
+// The message of the inkstone::Error that `f` throws, or "" when it throws none.
+std::string error_of(const std::function<void()>& f);
 
 // Uniform in [-scale, scale), deterministic for a seed.
 std::vector<float> random_floats(size_t n, uint64_t seed, float scale = 1.0f);
