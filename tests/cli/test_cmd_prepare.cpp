@@ -186,6 +186,20 @@ TEST_F(CmdPrepareErrors, ArgumentMistakes) {
   expect_failure({"prepare", p("missing.yaml")}, "missing.yaml");
 }
 
+TEST_F(CmdPrepareErrors, ConfigBadKeysAreOneLineEach) {
+  const std::string dir_key = "  dir: " + p("out") + "\n";
+  testing::write_file(tmp / "missing.yaml", "data:\n" + dir_key);  // no data.corpus
+  expect_failure({"prepare", p("missing.yaml")}, "data.corpus is empty");
+  testing::write_file(tmp / "unknown.yaml", "data:\n  corpse: [good.txt]\n" + dir_key);
+  expect_failure({"prepare", p("unknown.yaml")}, p("unknown.yaml") + ":2: data.corpse");
+  testing::write_file(tmp / "duplicate.yaml", "data:\n  corpus: [good.txt]\n" + dir_key + dir_key);
+  expect_failure({"prepare", p("duplicate.yaml")}, p("duplicate.yaml") + ":4: data.dir");
+  testing::write_file(tmp / "type.yaml", "data:\n  corpus: [good.txt]\n  val_fraction: lots\n" + dir_key);
+  expect_failure({"prepare", p("type.yaml")}, p("type.yaml") + ":3: data.val_fraction");
+  testing::write_file(tmp / "range.yaml", "data:\n  corpus: [good.txt]\n  val_fraction: 0.7\n" + dir_key);
+  expect_failure({"prepare", p("range.yaml")}, p("range.yaml") + ":3: data.val_fraction");
+}
+
 TEST_F(CmdPrepareErrors, RefusesToReplaceAForeignDirectory) {
   fs::create_directories(tmp / "thesis");
   testing::write_file(tmp / "thesis" / "main.tex", "precious");
