@@ -47,7 +47,11 @@ struct Tensor {
     return n;
   }
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype); }
-  int64_t dim(int i) const { return shape[i < 0 ? ndim + i : i]; }
+  int64_t dim(int i) const {
+    const int k = i < 0 ? ndim + i : i;
+    assert(k >= 0 && k < ndim);
+    return shape[k];
+  }
 
   template <class T>
   T* as() const {

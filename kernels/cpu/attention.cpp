@@ -94,13 +94,17 @@ inline int64_t visible_keys(int64_t i, int64_t j0, int64_t n) {
 }
 
 // Per-thread scratch of the forward pass: one tile of scores and the running softmax state.
+// Thread-local and only ever grown, so the training loop does not allocate after its first step.
 struct ForwardScratch {
   std::vector<float> scores, acc, running_max, running_sum;
-  explicit ForwardScratch(int64_t hd)
-      : scores(kQueryTile * kKeyTile),
-        acc(kQueryTile * hd),
-        running_max(kQueryTile),
-        running_sum(kQueryTile) {}
+  static ForwardScratch& for_this_thread(int64_t hd) {
+    thread_local ForwardScratch w;
+    w.scores.resize(kQueryTile * kKeyTile);
+    w.acc.resize(kQueryTile * hd);
+    w.running_max.resize(kQueryTile);
+    w.running_sum.resize(kQueryTile);
+    return w;
+  }
 };
 
 // Online softmax step for one query row over one tile of scores: turns the scores into exp(s - max)
@@ -153,7 +157,13 @@ void forward_query_tile(const Head& x, float* out, float* lse, int64_t i0, int64
 // Per-thread scratch of the backward pass: probabilities and score gradients of one tile.
 struct BackwardScratch {
   std::vector<float> prob, dscore, delta;
-  BackwardScratch() : prob(kQueryTile * kKeyTile), dscore(kQueryTile * kKeyTile), delta(kQueryTile) {}
+  static BackwardScratch& for_this_thread() {  // thread-local, as ForwardScratch
+    thread_local BackwardScratch w;
+    w.prob.resize(kQueryTile * kKeyTile);
+    w.dscore.resize(kQueryTile * kKeyTile);
+    w.delta.resize(kQueryTile);
+    return w;
+  }
 };
 
 // Queries i0 .. i0 + nq of one head: their dq, and their share of dk and dv for keys 0 .. i0 + nq.
@@ -200,7 +210,7 @@ void attention_forward(const AttentionForward& p) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(s.hd));
 #pragma omp parallel
   {
-    ForwardScratch scratch(s.hd);
+    ForwardScratch& scratch = ForwardScratch::for_this_thread(s.hd);
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < s.B * s.NH; ++bh) {
       const Head x = head_view(s, bh, p.qkv.as<float>(), nullptr, nullptr, nullptr, p.lse.as<float>());
@@ -223,7 +233,7 @@ void attention_backward(const AttentionBackward& p) {
   const float scale = 1.0f / std::sqrt(static_cast<float>(s.hd));
 #pragma omp parallel
   {
-    BackwardScratch scratch;
+    BackwardScratch& scratch = BackwardScratch::for_this_thread();
 #pragma omp for schedule(static)
     for (int64_t bh = 0; bh < s.B * s.NH; ++bh) {
       const Head x = head_view(s, bh, p.qkv.as<float>(), p.out.as<float>(), p.dout.as<float>(),

@@ -10,6 +10,7 @@
 #include "kernels/cpu/blas_setup.h"
 
 #include <cblas.h>
+#include <omp.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -56,7 +57,11 @@ void prepare_blas() {
   static std::once_flag once;
   std::call_once(once, [] {
     select_kernels();
+    // An OpenMP build of OpenBLAS implements this with omp_set_num_threads(1), which would leave
+    // every later parallel region of ours on one thread: keep our setting.
+    const int ours = omp_get_max_threads();
     openblas_set_num_threads(1);
+    omp_set_num_threads(ours);
   });
 }
 

@@ -89,7 +89,11 @@ void layernorm_backward(const LayerNormBackward& p) {
   const float inv_c = 1.0f / static_cast<float>(C);
   const bool parallel = N * C >= kParallelElementwise;
   const int threads = parallel ? omp_get_max_threads() : 1;
-  std::vector<float> partial(static_cast<size_t>(threads) * 2 * C, 0.0f);  // [thread][dweight | dbias][C]
+  // [thread][dweight | dbias][C]; kept between calls so the training loop does not allocate.
+  // Only the calling thread may name the thread_local: the team shares it through this reference.
+  thread_local std::vector<float> kept;
+  std::vector<float>& partial = kept;
+  partial.assign(static_cast<size_t>(threads) * 2 * C, 0.0f);
 
 #pragma omp parallel num_threads(threads)
   {

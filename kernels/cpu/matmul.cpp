@@ -38,6 +38,7 @@ MatmulShape check_matmul(const char* op, const Tensor& inp, const Tensor& weight
   require(weight.ndim == 2, op, "weight must be 2-D");
   const int64_t C = inp.dim(-1);
   const bool in_out = layout == WeightLayout::InOut;
+  require(C > 0, op, "inp's last dimension is 0");
   require((in_out ? weight.dim(0) : weight.dim(1)) == C, op,
           "weight's input dimension does not match inp's last dimension");
   require(rows(inp) <= INT32_MAX && C <= INT32_MAX && weight.numel() / C <= INT32_MAX, op,

@@ -18,7 +18,11 @@ using namespace detail;
 template <class Element, class ToFloat>
 double sum_of_squares_of(const Element* x, int64_t n, ToFloat to_float) {
   const int threads = n >= kParallelElementwise ? omp_get_max_threads() : 1;
-  std::vector<double> partial(threads, 0.0);
+  // Kept between calls (no allocation per step). Only the calling thread may name the thread_local:
+  // the team shares it through this reference.
+  thread_local std::vector<double> kept;
+  std::vector<double>& partial = kept;
+  partial.assign(threads, 0.0);
 #pragma omp parallel num_threads(threads)
   {
     const Range range = this_thread_range(n);

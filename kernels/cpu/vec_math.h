@@ -13,7 +13,8 @@ inline float exp_approx(float x) {
   constexpr float kMax = 88.3f;          // e^88.3 < FLT_MAX and n <= 127 below it
   constexpr float kMin = -87.3f;         // n >= -126: 2^n stays a normal float; smaller inputs return 0
   constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const float xc = x > kMax ? kMax : (x < kMin ? kMin : x);
+  // NaN fails both comparisons and is clamped too, so the int conversion below stays defined.
+  const float xc = x > kMax ? kMax : (x >= kMin ? x : kMin);
   const float n = (xc * 1.44269504088896341f + kRound) - kRound;
   const float r = (xc - n * 0.693359375f) - n * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -27,7 +28,10 @@ inline float exp_approx(float x) {
   // Out-of-range inputs scale the clamped result to 0 or infinity. A select between constants,
   // rather than between constants and the result, keeps the loop free of branches under the default
   // -ftrapping-math (which forbids speculating the arithmetic into both arms).
-  const float saturate = x < kMin ? 0.0f : (x > kMax ? std::bit_cast<float>(0x7f800000) : 1.0f);
+  // NaN in gives NaN out (x != x), so a NaN logit still reaches the loss and the bad-step check.
+  const float saturate = x < kMin ? 0.0f
+                                  : (x > kMax ? std::bit_cast<float>(0x7f800000)
+                                              : (x == x ? 1.0f : std::bit_cast<float>(0x7fc00000)));
   return er * two_n * saturate;
 }
 

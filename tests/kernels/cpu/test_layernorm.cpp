@@ -20,7 +20,8 @@ constexpr float kEps = 1e-5f;
 struct Shape {
   int64_t N, C;
 };
-const Shape kShapes[] = {{1, 2}, {7, 33}, {16, 768}, {3, 1000}};
+// {64, 768} is past kParallelElementwise: the multi-threaded path with per-thread partial sums.
+const Shape kShapes[] = {{1, 2}, {7, 33}, {16, 768}, {3, 1000}, {64, 768}};
 
 // Rows with a non-zero mean (inputs shifted by +3): the variance must not cancel catastrophically.
 std::vector<float> shifted_inputs(int64_t n, uint64_t seed) {

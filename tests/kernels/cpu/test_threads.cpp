@@ -35,6 +35,15 @@ TEST(Threads, BlasRunsKernelsWithTheCpusVectorUnits) {
     EXPECT_STRNE(openblas_get_corename(), old);
 }
 
+// An OpenMP build of OpenBLAS implements openblas_set_num_threads(1) with omp_set_num_threads(1);
+// setting OpenBLAS up must not shrink our team. (ctest runs each test in a fresh process, so this
+// is the first BLAS use there.)
+TEST(Threads, SettingUpOpenBlasLeavesTheOpenMpTeamAlone) {
+  const int before = omp_get_max_threads();
+  cpu::blas_description();
+  EXPECT_EQ(omp_get_max_threads(), before);
+}
+
 TEST(Threads, RejectsZeroThreads) {
   EXPECT_THROW(cpu::set_num_threads(0), std::invalid_argument);
 }
