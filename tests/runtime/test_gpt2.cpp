@@ -207,6 +207,40 @@ TEST_F(GPT2Golden, GradientsAccumulateAcrossBackwardCalls) {
   for (size_t i = 0; i < once.size(); ++i) ASSERT_NEAR(twice[i], once[i], 1e-6f * (1 + std::abs(once[i])));
 }
 
+TEST_F(GPT2Golden, MicroBatchesWithUnequalTargetCountsAddUpToTheWholeBatch) {
+  // Row 0 ignores more targets than row 1, so weighting each micro-batch by 1/2 would be wrong:
+  // loss_scale = counted_i / sum(counted) must reproduce the gradient of the whole batch's mean loss.
+  std::vector<int32_t> targets = targets_;
+  for (int t = 0; t < 4; ++t) targets[t] = -1;
+  auto counted = [&](int row) {
+    return std::count_if(targets.begin() + row * T_, targets.begin() + (row + 1) * T_,
+                         [](int32_t x) { return x >= 0; });
+  };
+  const double total = static_cast<double>(counted(0) + counted(1));
+  ASSERT_NE(counted(0), counted(1));
+
+  model_.zero_grad();
+  model_.forward(std::span(tokens_).first(2 * T_), std::span(targets).first(2 * T_), 2, T_);
+  model_.backward();
+  std::vector<std::vector<float>> whole;
+  for (const ParamInfo& p : model_.parameters()) whole.push_back(model_.read_gradient(p.name));
+
+  model_.zero_grad();
+  for (int row = 0; row < 2; ++row) {
+    const float loss_scale = static_cast<float>(counted(row) / total);
+    model_.forward(std::span(tokens_).subspan(row * T_, T_), std::span(targets).subspan(row * T_, T_), 1, T_);
+    model_.backward(loss_scale);
+  }
+  for (size_t k = 0; k < whole.size(); ++k) {
+    const std::vector<float> split = model_.read_gradient(model_.parameters()[k].name);
+    float scale = 0;
+    for (float g : whole[k]) scale = std::max(scale, std::abs(g));
+    for (size_t i = 0; i < split.size(); ++i)
+      ASSERT_NEAR(split[i], whole[k][i], 1e-5f * scale + 1e-7f)
+          << model_.parameters()[k].name << "[" << i << "]";
+  }
+}
+
 TEST_F(GPT2Golden, SmallerBatchIsTheSameModel) {
   // Sequence 0 alone, and a prefix of it: causal attention makes their logits rows of the full batch's.
   loss_now();

@@ -37,6 +37,7 @@ inline double fp32_tolerance(double length, double ops = 16) {
 // so an element that happens to land near zero is not judged by its own (meaningless) relative error.
 template <class T>
 double max_scaled_error(const std::vector<T>& actual, const Vec& expected) {
+  if (actual.size() != expected.size()) return std::numeric_limits<double>::infinity();
   double scale = 0, err = 0;
   for (double e : expected) scale = std::max(scale, std::abs(e));
   for (size_t i = 0; i < expected.size(); ++i) {
