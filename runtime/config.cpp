@@ -90,6 +90,11 @@ class ConfigReader {
         fail_at(source.at(0), join_key(key, e.key), e.what());
       }
     }
+    // "train=---" or "train.lr=~" reads as null, which a section would take as "nothing to set".
+    if (node.is_null()) {
+      fail_at(source.at(0), key,
+              "the value is null (empty YAML); give a value, or write key= for an empty string");
+    }
     apply(source, key, 0, node);
   }
 
@@ -138,8 +143,23 @@ class ConfigReader {
           fmt::format("expected a mapping of keys ({}), got {}", config_section_keys(path), describe(node)));
     }
     for (const YamlEntry& entry : node.entries) {
+      check_key(source, path, entry);
       apply(source, join_key(path, entry.key), entry.key_line, entry.value);
     }
+  }
+
+  // A key inside YAML names one level. Joined into a dotted path, "train.lr" at the top level (or an
+  // empty key) would reach the same field as a nested key and slip past the duplicate-key check, so
+  // only the override's own key, before '=', may be a dotted path.
+  static void check_key(const Source& source, const std::string& parent, const YamlEntry& entry) {
+    if (entry.key.empty()) {
+      fail_at(source.at(entry.key_line), join_key(parent, "\"\""), "empty key; remove it or name the key");
+    }
+    const size_t dot = entry.key.rfind('.');
+    if (dot == std::string::npos) return;
+    fail_at(source.at(entry.key_line), join_key(parent, entry.key),
+            fmt::format("dotted keys are for command-line overrides; nest it under {}:",
+                        join_key(parent, std::string_view(entry.key).substr(0, dot))));
   }
 
   // A plain scalar that should be a number; the error says what was found instead.

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <limits>
+
 #include "runtime/error.h"
 
 namespace inkstone {
@@ -106,15 +108,20 @@ GPT2Shape resolve_shape(const ModelConfig& config, int tokenizer_vocab) {
 }
 
 int64_t training_memory_bytes(const GPT2Shape& shape, int micro_batch, int seq_len) {
-  const int64_t C = shape.n_embd, L = shape.n_layer, NH = shape.n_head;
-  const int64_t Vp = shape.padded_vocab > 0 ? shape.padded_vocab : pad_vocab(shape.vocab);
-  const int64_t allocated_params = shape.num_parameters() + (Vp - shape.vocab) * C;
-  const int64_t state_floats = 4 * allocated_params;  // weights, gradients, AdamW m and v
-  const int64_t block_floats = 17 * C + NH + 4;
-  const int64_t gradient_floats = 15 * C;
-  const int64_t floats_per_token = L * block_floats + gradient_floats + 2 * C + 3 + Vp;
-  const int64_t tokens = int64_t{micro_batch} * seq_len;
-  return 4 * (state_floats + tokens * floats_per_token);
+  // In double: with every field at its config bound (n_embd 65536, n_layer 1024, context 2^20, a large
+  // micro_batch) the activations alone pass 2^63 bytes, and int64 overflow is undefined behaviour.
+  // Doubles hold every size a real machine has exactly (below 2^53) and saturate cleanly above.
+  const double C = shape.n_embd, L = shape.n_layer, NH = shape.n_head, V = shape.vocab;
+  const double Vp = shape.padded_vocab > 0 ? shape.padded_vocab : pad_vocab(shape.vocab);
+  const double allocated_params = static_cast<double>(shape.num_parameters()) + (Vp - V) * C;
+  const double state_floats = 4 * allocated_params;  // weights, gradients, AdamW m and v
+  const double block_floats = 17 * C + NH + 4;
+  const double gradient_floats = 15 * C;
+  const double floats_per_token = L * block_floats + gradient_floats + 2 * C + 3 + Vp;
+  const double tokens = static_cast<double>(micro_batch) * seq_len;
+  const double bytes = 4 * (state_floats + tokens * floats_per_token);
+  constexpr double kLimit = 0x1p63;  // the first double past int64's range
+  return bytes >= kLimit ? std::numeric_limits<int64_t>::max() : static_cast<int64_t>(bytes);
 }
 
 void check_fits_in_memory(const std::string& preset_or_desc, const GPT2Shape& shape, const TrainConfig& train,

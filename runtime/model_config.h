@@ -52,7 +52,7 @@ int pad_vocab(int vocab);  // to a multiple of 128
 //     + 15C                     activation gradients, one block's worth reused by every block
 //     + 2C + 3 + Vp)            embeddings out, ln_f (+ mean/rstd), loss, logits (dlogits in place)
 // It leaves out BLAS/OpenMP workspace, the data loader and the allocator's slack, so it is a floor;
-// on a GPU, where activations are bf16, it is an upper bound.
+// on a GPU, where activations are bf16, it is an upper bound. Saturates at INT64_MAX, never overflows.
 int64_t training_memory_bytes(const GPT2Shape& shape, int micro_batch, int seq_len);
 
 // Throws inkstone::Error when `preset_or_desc` is a GPU-only preset asked to train on the CPU, or when

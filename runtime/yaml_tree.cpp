@@ -9,6 +9,7 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <string_view>
 
 namespace inkstone {
 namespace {
@@ -19,6 +20,23 @@ int line_of(const YAML::Mark& mark) {
 
 std::string join_key(const std::string& parent, const std::string& key) {
   return parent.empty() ? key : parent + "." + key;
+}
+
+// A config has a few hundred nodes. The cap stops a "billion laughs" file, whose aliases nest
+// copies of copies, from expanding into more memory than the machine has.
+constexpr size_t kMaxNodes = 100'000;
+
+// yaml-cpp's tags for an untagged plain value ("?"), a quoted one or one tagged just "!" ("!"),
+// and !!str. Any other tag (!!float, !!int, !custom) would ask for a conversion the schema
+// does not do, so it is refused rather than silently ignored.
+constexpr const char* kPlainTag = "?";
+constexpr const char* kNonSpecificTag = "!";
+constexpr const char* kStrTag = "tag:yaml.org,2002:str";
+
+std::string shown_tag(const std::string& tag) {
+  constexpr std::string_view kCorePrefix = "tag:yaml.org,2002:";
+  if (tag.rfind(kCorePrefix, 0) == 0) return "!!" + tag.substr(kCorePrefix.size());
+  return tag;
 }
 
 // Builds the tree from parser events with an explicit stack of open containers, so deep nesting
@@ -41,7 +59,8 @@ class TreeBuilder final : public YAML::EventHandler {
     guarded([&] {
       YamlNode node;
       node.line = line_of(mark);
-      add(std::move(node), anchor);
+      count_nodes(1, node.line);
+      add(std::move(node), anchor, 1);
     });
   }
 
@@ -49,9 +68,11 @@ class TreeBuilder final : public YAML::EventHandler {
     guarded([&] {
       auto it = anchors_.find(anchor);
       if (it == anchors_.end()) throw YamlError(line_of(mark), "", "an alias names an unknown anchor");
-      YamlNode copy = it->second;
+      // Counted before copying, so an alias that would blow the cap never allocates its copy.
+      count_nodes(it->second.nodes, line_of(mark));
+      YamlNode copy = it->second.node;
       copy.line = line_of(mark);
-      add(std::move(copy), 0);
+      add(std::move(copy), 0, it->second.nodes);
     });
   }
 
@@ -61,24 +82,25 @@ class TreeBuilder final : public YAML::EventHandler {
       YamlNode node;
       node.kind = YamlNode::Kind::kScalar;
       node.line = line_of(mark);
+      check_tag(tag, node.line, /*str_allowed=*/true);
       node.text = value;
-      // yaml-cpp tags plain scalars "?" and quoted ones "!"; an explicit !!str means a string too.
-      node.quoted = tag == "!" || tag == "tag:yaml.org,2002:str";
-      add(std::move(node), anchor);
+      node.quoted = tag == kNonSpecificTag || tag == kStrTag;
+      count_nodes(1, node.line);
+      add(std::move(node), anchor, 1);
     });
   }
 
-  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+  void OnSequenceStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                        YAML::EmitterStyle::value) override {
-    guarded([&] { open(YamlNode::Kind::kSequence, mark, anchor); });
+    guarded([&] { open(YamlNode::Kind::kSequence, mark, tag, anchor); });
   }
   void OnSequenceEnd() override {
     guarded([&] { close(); });
   }
 
-  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+  void OnMapStart(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
                   YAML::EmitterStyle::value) override {
-    guarded([&] { open(YamlNode::Kind::kMapping, mark, anchor); });
+    guarded([&] { open(YamlNode::Kind::kMapping, mark, tag, anchor); });
   }
   void OnMapEnd() override {
     guarded([&] { close(); });
@@ -97,6 +119,7 @@ class TreeBuilder final : public YAML::EventHandler {
 
   struct OpenContainer {
     YamlNode node;
+    size_t nodes = 1;  // in this subtree, keys and alias copies included
     YAML::anchor_t anchor = 0;
     std::string path;                  // dotted key of this container, for messages
     std::optional<YamlEntry> pending;  // mappings: a key read, its value not yet
@@ -112,10 +135,36 @@ class TreeBuilder final : public YAML::EventHandler {
     return join_key(top.path, top.pending->key);
   }
 
-  void open(YamlNode::Kind kind, const YAML::Mark& mark, YAML::anchor_t anchor) {
+  // The dotted path of the value being read, for messages; a mapping key gives its mapping's path.
+  std::string current_path(int line) const {
+    if (!stack_.empty() && stack_.back().node.is_mapping() && !stack_.back().pending)
+      return stack_.back().path;
+    return child_path(line);
+  }
+
+  void check_tag(const std::string& tag, int line, bool str_allowed) const {
+    if (tag.empty() || tag == kPlainTag || tag == kNonSpecificTag || (str_allowed && tag == kStrTag)) return;
+    throw YamlError(line, current_path(line),
+                    fmt::format("YAML tag {} is not supported; remove it (quote a value to make it a string)",
+                                shown_tag(tag)));
+  }
+
+  void count_nodes(size_t added, int line) {
+    nodes_built_ += added;
+    if (nodes_built_ > kMaxNodes) {
+      throw YamlError(line, current_path(line),
+                      fmt::format("too many YAML nodes (aliases expand to more than {}); a config needs a "
+                                  "few hundred, so write the values out instead of nesting aliases",
+                                  kMaxNodes));
+    }
+  }
+
+  void open(YamlNode::Kind kind, const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor) {
     OpenContainer container;
     container.node.kind = kind;
     container.node.line = line_of(mark);
+    check_tag(tag, container.node.line, /*str_allowed=*/false);
+    count_nodes(1, container.node.line);
     container.anchor = anchor;
     container.path = child_path(container.node.line);
     stack_.push_back(std::move(container));
@@ -124,16 +173,18 @@ class TreeBuilder final : public YAML::EventHandler {
   void close() {
     OpenContainer container = std::move(stack_.back());
     stack_.pop_back();
-    add(std::move(container.node), container.anchor);
+    add(std::move(container.node), container.anchor, container.nodes);
   }
 
-  void add(YamlNode node, YAML::anchor_t anchor) {
-    if (anchor != 0) anchors_[anchor] = node;
+  // Places a node already counted by count_nodes; `nodes` is the size of its subtree.
+  void add(YamlNode node, YAML::anchor_t anchor, size_t nodes) {
+    if (anchor != 0) anchors_[anchor] = Anchored{node, nodes};
     if (stack_.empty()) {
       root_ = std::move(node);
       return;
     }
     OpenContainer& top = stack_.back();
+    top.nodes += nodes;
     if (top.node.is_sequence()) {
       top.node.items.push_back(std::move(node));
     } else if (top.pending) {
@@ -164,7 +215,12 @@ class TreeBuilder final : public YAML::EventHandler {
 
   std::vector<OpenContainer> stack_;
   std::optional<YamlNode> root_;
-  std::map<YAML::anchor_t, YamlNode> anchors_;
+  struct Anchored {
+    YamlNode node;
+    size_t nodes = 0;
+  };
+  std::map<YAML::anchor_t, Anchored> anchors_;
+  size_t nodes_built_ = 0;
   std::optional<YamlError> error_;
   int document_line_ = 0;
 };

@@ -34,7 +34,8 @@ struct YamlEntry {
   YamlNode value;
 };
 
-// A syntax error, a duplicate key, a non-scalar key or a second document. `key` is the dotted path
+// A syntax error, a duplicate key, a non-scalar key, a second document, a tag other than !!str or
+// aliases that expand past the node cap (a "billion laughs" file). `key` is the dotted path
 // of the offending key ("train.lr", "data.corpus[2]") or empty when the error is not about one.
 class YamlError : public std::runtime_error {
  public:
@@ -45,7 +46,8 @@ class YamlError : public std::runtime_error {
 };
 
 // Parses one YAML document. Empty input (or only comments) gives a null node with line 0.
-// A null value inside a mapping carries its key's line. Aliases are expanded. Throws YamlError.
+// A null value inside a mapping carries its key's line. Aliases are expanded, up to 100,000 nodes in
+// all. Throws YamlError.
 YamlNode parse_yaml(const std::string& text);
 
 }  // namespace inkstone

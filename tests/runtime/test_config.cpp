@@ -201,6 +201,39 @@ TEST(ConfigErrors, DuplicateKeysAreCaughtInEveryMapping) {
   EXPECT_CONTAINS(parse_error("train: {lr: 1e-3, lr: 1e-3}\n"), "configs/x.yaml:1: train.lr: duplicate key");
 }
 
+TEST(ConfigErrors, DottedAndEmptyKeysInTheFileAreErrors) {
+  // A dotted key would reach train.lr a second time without tripping the duplicate-key check.
+  EXPECT_EQ(parse_error("train: {lr: 0.001}\ntrain.lr: 0.5\n"),
+            "configs/x.yaml:2: train.lr: dotted keys are for command-line overrides; nest it under train:");
+  EXPECT_EQ(parse_error("model:\n  preset: gpt2-tiny\ntrain:\n  a.b.c: 1\n"),
+            "configs/x.yaml:4: train.a.b.c: dotted keys are for command-line overrides; nest it under "
+            "train.a.b:");
+  EXPECT_EQ(parse_error("train: {\"\": {lr: 0.5}}\n"),
+            "configs/x.yaml:1: train.\"\": empty key; remove it or name the key");
+  EXPECT_CONTAINS(parse_error("\"\": 1\n"), "configs/x.yaml:1: \"\": empty key");
+  // Inside an override's value too; only the key before '=' is a path.
+  EXPECT_CONTAINS(override_error("train={a.lr: 1}"), "override 'train={a.lr: 1}': train.a.lr: dotted keys");
+}
+
+TEST(ConfigErrors, TagsAreErrors) {
+  EXPECT_EQ(parse_error("train:\n  seed: !!float 5\n"),
+            "configs/x.yaml:2: train.seed: YAML tag !!float is not supported; remove it (quote a value to "
+            "make it a string)");
+  EXPECT_CONTAINS(parse_error("train: {lr: !foo 0.001}\n"), "configs/x.yaml:1: train.lr: YAML tag !foo");
+  EXPECT_EQ(parse_config("device: !!str cpu\n", kName).device, "cpu");
+}
+
+TEST(ConfigErrors, AliasBombsAreErrors) {
+  std::string yaml = "data:\n  corpus: &l0 [a, a, a, a, a, a, a, a, a, a]\n";
+  for (int level = 1; level <= 6; ++level) {
+    const std::string alias = fmt::format("*l{}", level - 1);
+    yaml += fmt::format("  x{0}: &l{0} [{1}, {1}, {1}, {1}, {1}, {1}, {1}, {1}, {1}, {1}]\n", level, alias);
+  }
+  const std::string message = parse_error(yaml);
+  EXPECT_CONTAINS(message, "configs/x.yaml:6: data.x4[");
+  EXPECT_CONTAINS(message, "too many YAML nodes (aliases expand to more than 100000)");
+}
+
 TEST(ConfigErrors, WrongTypesNameWhatWasFound) {
   EXPECT_EQ(parse_error("train:\n  micro_batch: 8\n  lr: fast\n"),
             "configs/x.yaml:3: train.lr: expected a number, got \"fast\"");
@@ -384,6 +417,12 @@ TEST(ConfigOverrides, ErrorsNameTheOverride) {
   EXPECT_CONTAINS(override_error("train={lr: 1, lr: 2}"),
                   "override 'train={lr: 1, lr: 2}': train.lr: duplicate key");
   EXPECT_CONTAINS(override_error("train=3"), "override 'train=3': train: expected a mapping of keys");
+  // A null value would otherwise set nothing at all, silently.
+  EXPECT_EQ(override_error("train=---"),
+            "override 'train=---': train: the value is null (empty YAML); give a value, or write key= for "
+            "an empty string");
+  EXPECT_CONTAINS(override_error("model=~"), "override 'model=~': model: the value is null");
+  EXPECT_CONTAINS(override_error("train.lr=null"), "override 'train.lr=null': train.lr: the value is null");
   EXPECT_CONTAINS(override_error("train.seq_len=4096"),
                   "override 'train.seq_len=4096': train.seq_len: 4096 is longer");
 }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <limits>
 #include <string>
 
 #include "runtime/error.h"
@@ -151,6 +152,30 @@ TEST(TrainingMemory, Gpt2SmallNeedsSeveralGiB) {
   // alone take 8192 * 50304 * 4 bytes = 1.5 GiB.
   EXPECT_GT(bytes, 16 * shape.num_parameters() + int64_t{8192} * 50304 * 4);
   EXPECT_LT(bytes, 16 * kGiB);
+}
+
+TEST(TrainingMemory, SaturatesInsteadOfOverflowingAtTheConfigBounds) {
+  // Every shape field at the largest value the config accepts.
+  GPT2Shape s;
+  s.n_layer = 1024;
+  s.n_head = 1024;
+  s.n_embd = 65536;
+  s.context = 1 << 20;
+  s.vocab = 1 << 24;
+  s.padded_vocab = 1 << 24;
+  const int64_t kMax = std::numeric_limits<int64_t>::max();
+  // 2^31 - 1 sequences of 2^20 tokens, about 2^30 floats each: some 2^83 bytes.
+  EXPECT_EQ(training_memory_bytes(s, std::numeric_limits<int>::max(), 1 << 20), kMax);
+  // One sequence still fits in int64: over 4 bytes x 2^20 tokens x 1024 layers x 17 x 65536 floats.
+  const int64_t one = training_memory_bytes(s, 1, 1 << 20);
+  EXPECT_GT(one, int64_t{4} * (1 << 20) * 1024 * 17 * 65536);
+  EXPECT_LT(one, kMax);
+  TrainConfig train;
+  train.micro_batch = std::numeric_limits<int>::max();
+  train.seq_len = 1 << 20;
+  const std::string message = error_of([&] { check_fits_in_memory("huge", s, train, 1024 * kGiB, true); });
+  EXPECT_CONTAINS(message, "huge needs about");
+  EXPECT_CONTAINS(message, "more than the 1024.0 GiB available");
 }
 
 TEST(MemoryCheck, GpuOnlyPresetsRefuseTheCpu) {

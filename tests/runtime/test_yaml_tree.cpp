@@ -1,5 +1,6 @@
 #include "runtime/yaml_tree.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <string>
@@ -74,6 +75,38 @@ TEST(YamlTree, ComplexKeysAndSecondDocumentsAreErrors) {
   EXPECT_EQ(error_of("? [a, b]\n: 1\n").line, 1);
   const YamlError second = error_of("a: 1\n---\nb: 2\n");
   EXPECT_EQ(second.line, 2);
+}
+
+TEST(YamlTree, AliasExpansionIsCapped) {
+  // A small "billion laughs": each level lists ten aliases of the one before, so six levels expand
+  // to a million nodes. The cap stops it at the alias that would cross 100,000 nodes.
+  std::string text = "l0: &l0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int level = 1; level <= 6; ++level) {
+    const std::string alias = fmt::format("*l{}", level - 1);
+    text += fmt::format("l{0}: &l{0} [{1}, {1}, {1}, {1}, {1}, {1}, {1}, {1}, {1}, {1}]\n", level, alias);
+  }
+  const YamlError e = error_of(text);
+  // Level k holds 11...1 (k + 2 ones) nodes, so the aliases of level 4 cross the cap.
+  EXPECT_EQ(e.line, 5);
+  EXPECT_EQ(e.key.rfind("l4[", 0), 0u) << e.key;
+  EXPECT_EQ(std::string(e.what()).rfind("too many YAML nodes (aliases expand to more than 100000)", 0), 0u)
+      << e.what();
+  // Up to level 3 (about 12,000 nodes in all) is fine.
+  EXPECT_NO_THROW(parse_yaml(text.substr(0, text.find("l4:"))));
+}
+
+TEST(YamlTree, TagsOtherThanStrAreErrors) {
+  const YamlError number = error_of("train:\n  seed: !!float 5\n");
+  EXPECT_EQ(number.line, 2);
+  EXPECT_EQ(number.key, "train.seed");
+  EXPECT_EQ(std::string(number.what()).rfind("YAML tag !!float is not supported", 0), 0u) << number.what();
+  const YamlError custom = error_of("lr: !foo 0.001\n");
+  EXPECT_EQ(custom.key, "lr");
+  EXPECT_EQ(std::string(custom.what()).rfind("YAML tag !foo is not supported", 0), 0u) << custom.what();
+  EXPECT_EQ(error_of("a: !!map {b: 1}\n").key, "a");
+  EXPECT_EQ(error_of("a: [1, !!int 2]\n").key, "a[1]");
+  EXPECT_EQ(error_of("!!str {b: 1}\n").line, 1);               // !!str is for scalars only
+  EXPECT_NO_THROW(parse_yaml("a: !!str 5\nb: ! {c: ! x}\n"));  // !!str and the non-specific "!"
 }
 
 }  // namespace
