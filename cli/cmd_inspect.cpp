@@ -34,14 +34,15 @@ void inspect_folder(const fs::path& dir) {
   if (!fs::is_regular_file(tokenizer_path))
     fail("{}: no tokenizer.json here; is this a folder written by inkstone prepare?", dir.string());
   const std::string json = read_text(tokenizer_path);
-  load_tokenizer(tokenizer_path.string());  // validates the file itself
-  const Sha256Digest expected = sha256_from_hex(tokenizer_hash(json), tokenizer_path.string());
+  const auto tokenizer = load_tokenizer(tokenizer_path.string());  // validates the file itself
+  const ExpectedTokenizer expected{sha256_from_hex(tokenizer_hash(json), tokenizer_path.string()),
+                                   static_cast<uint32_t>(tokenizer->vocab_size())};
   std::vector<fs::path> shards;
   for (const auto& entry : fs::directory_iterator(dir))
     if (entry.is_regular_file() && entry.path().extension() == ".bin") shards.push_back(entry.path());
   if (shards.empty()) fail("{}: no token shards (*.bin) here; run inkstone prepare", dir.string());
   std::sort(shards.begin(), shards.end());
-  fmt::print("{}: tokenizer {}\n", dir.string(), to_hex(expected).substr(0, 16));
+  fmt::print("{}: tokenizer {}\n", dir.string(), to_hex(expected.sha256).substr(0, 16));
   for (const fs::path& path : shards) {
     const TokenShard shard = read_token_shard(path, expected);
     fmt::print("  {:<16} {:>12} tokens {:>12} bytes  vocab {}\n", path.filename().string(),

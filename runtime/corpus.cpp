@@ -88,6 +88,7 @@ InvalidUtf8Policy parse_invalid_utf8_policy(const std::string& value) {
 }
 
 std::vector<std::string> expand_corpus(const std::vector<std::string>& specs) {
+  if (specs.empty()) fail("data.corpus is empty; name at least one file, folder or glob");
   std::vector<std::string> files;
   std::set<fs::path> seen;  // canonical paths, so that links and overlapping specs add a file once
   for (const std::string& spec : specs) {
@@ -155,12 +156,11 @@ std::string_view Corpus::document(size_t i) const {
   return std::string_view(texts_[d.file]).substr(d.span.begin, d.span.size);
 }
 
-Corpus read_corpus(const DataConfig& config) {
+Corpus read_corpus(const DataConfig& config, const std::vector<std::string>& files) {
   const InvalidUtf8Policy policy = parse_invalid_utf8_policy(config.invalid_utf8);
-  if (config.corpus.empty()) fail("data.corpus is empty; name at least one file, folder or glob");
   Corpus corpus;
   CorpusStats& stats = corpus.stats_;
-  for (const std::string& path : expand_corpus(config.corpus)) {
+  for (const std::string& path : files) {
     const std::string raw = read_whole_file(path);
     corpus.files_.push_back({path, raw.size(), sha256_hex(raw)});
     stats.raw_bytes += raw.size();
@@ -177,6 +177,11 @@ Corpus read_corpus(const DataConfig& config) {
     fail("corpus is empty: {} files, 0 bytes of text after cleaning; check data.corpus", stats.files);
   }
   return corpus;
+}
+
+Corpus read_corpus(const DataConfig& config) {
+  parse_invalid_utf8_policy(config.invalid_utf8);  // a bad setting is reported before the files
+  return read_corpus(config, expand_corpus(config.corpus));
 }
 
 }  // namespace inkstone

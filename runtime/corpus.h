@@ -18,8 +18,8 @@ InvalidUtf8Policy parse_invalid_utf8_policy(const std::string& value);  // "erro
 
 // Each spec is a file, a folder (every regular file below it, recursively, hidden entries skipped)
 // or a glob(3) pattern; folders within a glob's matches are expanded the same way. Files come in spec
-// order, each folder or glob sorted; a file reached twice is kept once. Throws inkstone::Error when a
-// spec matches no file.
+// order, each folder or glob sorted; a file reached twice is kept once. Throws inkstone::Error when
+// there is no spec or a spec matches no file.
 std::vector<std::string> expand_corpus(const std::vector<std::string>& specs);
 
 struct CorpusFile {
@@ -63,7 +63,7 @@ class Corpus {
   const CorpusStats& stats() const { return stats_; }
 
  private:
-  friend Corpus read_corpus(const DataConfig& config);
+  friend Corpus read_corpus(const DataConfig& config, const std::vector<std::string>& files);
   struct Document {
     size_t file;
     DocumentSpan span;
@@ -74,8 +74,12 @@ class Corpus {
   CorpusStats stats_;
 };
 
-// Reads every file of config.corpus. Throws inkstone::Error naming the file on unreadable files or
-// invalid UTF-8 (policy "error"), and when no document with text remains.
+// Reads `files` (expand_corpus's list) with config's UTF-8 policy and document separator. Throws
+// inkstone::Error naming the file on unreadable files or invalid UTF-8 (policy "error"), and when no
+// document with text remains.
+Corpus read_corpus(const DataConfig& config, const std::vector<std::string>& files);
+
+// read_corpus of every file of config.corpus.
 Corpus read_corpus(const DataConfig& config);
 
 }  // namespace inkstone

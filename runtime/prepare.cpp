@@ -4,11 +4,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <string_view>
 
 #include "runtime/document_split.h"
 #include "runtime/durable_file.h"
@@ -20,6 +24,25 @@ namespace inkstone {
 namespace {
 
 namespace fs = std::filesystem;
+
+// Five digits so that names sort in shard order up to 100,000 shards (at the default shard size,
+// far more tokens than any corpus this project prepares).
+std::string shard_file_name(std::string_view prefix, size_t index) {
+  return fmt::format("{}_{:05d}.bin", prefix, index);
+}
+
+// train_NNNNN.bin or val_NNNNN.bin, of any width: the names this or an earlier version wrote.
+bool is_shard_file_name(const std::string& name) {
+  for (const std::string_view prefix : {"train_", "val_"}) {
+    if (!name.starts_with(prefix) || !name.ends_with(".bin")) continue;
+    const std::string_view digits =
+        std::string_view(name).substr(prefix.size(), name.size() - prefix.size() - 4);
+    if (!digits.empty() &&
+        std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+      return true;
+  }
+  return false;
+}
 
 // Fills shards of at most `shard_tokens` tokens, writing each as it fills. A document may straddle
 // two shards; its bytes are then divided by decoding the part in the first shard, which is exact
@@ -68,8 +91,7 @@ class ShardSink {
 
   void flush() {
     if (buffer_.empty()) return;
-    ShardInfo info{fmt::format("{}_{:03d}.bin", prefix_, report_.shards.size()), buffer_.size(),
-                   buffer_bytes_};
+    ShardInfo info{shard_file_name(prefix_, report_.shards.size()), buffer_.size(), buffer_bytes_};
     write_token_shard(dir_ / info.file, buffer_, static_cast<uint32_t>(tokenizer_.vocab_size()),
                       buffer_bytes_, tokenizer_sha256_);
     report_.tokens += info.tokens;
@@ -102,16 +124,62 @@ fs::path destination_of(const std::string& dir) {
   return path;
 }
 
-// Prepare replaces only what it made itself (marked by prepare.json) or an empty directory.
+// The shard files an earlier run's prepare.json lists; empty when it cannot be read, so that the
+// name patterns alone decide.
+std::set<std::string> shards_listed_in(const fs::path& report_path) {
+  std::set<std::string> files;
+  try {
+    const nlohmann::json report = nlohmann::json::parse(std::ifstream(report_path));
+    for (const char* split : {"train", "val"}) {
+      for (const nlohmann::json& shard : report.at("split").at(split).at("shards"))
+        files.insert(shard.at("file").get<std::string>());
+    }
+  } catch (const nlohmann::json::exception&) {
+    files.clear();
+  }
+  return files;
+}
+
+// Prepare replaces only an empty directory or one holding nothing but what prepare writes (marked by
+// prepare.json): replacing removes everything in it, so one foreign file stops it.
 void check_replaceable(const fs::path& dest) {
   std::error_code ec;
   const fs::file_status status = fs::status(dest, ec);
   if (!fs::exists(status)) return;
   if (!fs::is_directory(status))
     fail("{}: exists and is not a directory; choose another data.dir", dest.string());
-  if (fs::exists(dest / kPrepareReportFile) || fs::is_empty(dest, ec)) return;
-  fail("{}: exists and was not made by inkstone prepare (it has no {}); choose another data.dir or empty it",
-       dest.string(), kPrepareReportFile);
+  if (fs::is_empty(dest, ec)) return;
+  if (!fs::exists(dest / kPrepareReportFile)) {
+    fail(
+        "{}: exists and was not made by inkstone prepare (it has no {}); choose another data.dir or empty it",
+        dest.string(), kPrepareReportFile);
+  }
+  const std::set<std::string> listed = shards_listed_in(dest / kPrepareReportFile);
+  for (fs::directory_iterator it(dest, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const bool ours = name == kPrepareReportFile || name == kTokenizerFile || listed.contains(name) ||
+                      is_shard_file_name(name);
+    if (!ours || it->symlink_status(ec).type() != fs::file_type::regular) {
+      fail("{}: holds {}, which inkstone prepare did not write; move it out or choose another data.dir",
+           dest.string(), it->path().string());
+    }
+  }
+  if (ec) fail("{}: cannot list the prepared directory ({})", dest.string(), ec.message());
+}
+
+// A corpus file inside the output folder would be an earlier run's output read back as text.
+void check_corpus_outside(const std::vector<std::string>& files, const fs::path& dest) {
+  std::error_code ec;
+  const fs::path out = fs::weakly_canonical(dest, ec);
+  if (ec) fail("{}: cannot resolve the output folder ({})", dest.string(), ec.message());
+  for (const std::string& file : files) {
+    const fs::path path = fs::weakly_canonical(file, ec);
+    if (ec) continue;  // reading it will report the problem
+    if (std::mismatch(out.begin(), out.end(), path.begin(), path.end()).first == out.end()) {
+      fail("{}: the output folder {} is inside the corpus; choose an --out / data.dir outside it", file,
+           dest.string());
+    }
+  }
 }
 
 // A directory beside `dest` (same file system, so it can be renamed into place), hidden so that a
@@ -126,8 +194,16 @@ class StagingDir {
     }
     path_ = pattern;
     // mkdtemp makes it private (0700); the prepared directory should read like any other.
-    fs::permissions(path_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                               fs::perms::others_read | fs::perms::others_exec);
+    std::error_code ec;
+    fs::permissions(path_,
+                    fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                        fs::perms::others_read | fs::perms::others_exec,
+                    ec);
+    if (ec) {
+      std::error_code ignored;
+      fs::remove_all(path_, ignored);
+      fail("{}: cannot make the new directory readable ({})", pattern, ec.message());
+    }
   }
   ~StagingDir() {
     std::error_code ignored;
@@ -164,7 +240,13 @@ void install(const StagingDir& staging, const fs::path& dest) {
     if (!swapped) {
       const StagingDir old(dest, "old");  // removed, with the old preparation in it, on leaving this block
       rename_or_fail(dest, old.path());
-      rename_or_fail(staging.path(), dest);
+      try {
+        rename_or_fail(staging.path(), dest);
+      } catch (...) {
+        // Put the old preparation back, or `old` would delete the only copy on the way out.
+        std::rename(old.path().c_str(), dest.c_str());
+        throw;
+      }
     }
   }
   fsync_directory(dest.parent_path());
@@ -253,7 +335,9 @@ PrepareReport prepare_corpus(const DataConfig& config, std::ostream& log) {
   report.tokenizer_sha256 = tokenizer_hash(tokenizer_json);
   report.split_seed = kSplitSeed;
 
-  const Corpus corpus = read_corpus(config);
+  const std::vector<std::string> corpus_files = expand_corpus(config.corpus);
+  check_corpus_outside(corpus_files, dest);
+  const Corpus corpus = read_corpus(config, corpus_files);
   report.files = corpus.files();
   report.corpus = corpus.stats();
   const DocumentSplit split = split_documents_train_val(corpus.num_documents(), config.val_fraction);

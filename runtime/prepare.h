@@ -4,8 +4,9 @@
 // Each document is preceded by <|endoftext|> (GPT-2's convention), so a document boundary is always
 // visible to the model and the first token of a window never depends on the previous document's end.
 // The directory is built beside its destination and renamed into place: a failed run leaves an
-// existing prepared directory exactly as it was, and only a directory that prepare made itself (it
-// holds prepare.json) or an empty one is ever replaced.
+// existing prepared directory exactly as it was, and only an empty directory or one holding nothing
+// but what prepare writes (prepare.json, tokenizer.json, train_*.bin, val_*.bin) is ever replaced.
+// The output folder must not be inside the corpus, where a second run would read the first's output.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +23,7 @@ inline constexpr const char* kPrepareReportFile = "prepare.json";
 inline constexpr const char* kTokenizerFile = "tokenizer.json";
 
 struct ShardInfo {
-  std::string file;  // name inside the prepared directory, e.g. train_000.bin
+  std::string file;  // name inside the prepared directory, e.g. train_00000.bin
   uint64_t tokens = 0;
   uint64_t text_bytes = 0;
 };

@@ -176,14 +176,19 @@ TokenShardHeader read_token_shard_header(const fs::path& path) {
   return read_and_check_header(file, path);
 }
 
-TokenShard read_token_shard(const fs::path& path, const std::optional<Sha256Digest>& expected_tokenizer) {
+TokenShard read_token_shard(const fs::path& path,
+                            const std::optional<ExpectedTokenizer>& expected_tokenizer) {
   const ShardFile file(path);
   TokenShard shard;
   shard.header = read_and_check_header(file, path);
   const TokenShardHeader& h = shard.header;
-  if (expected_tokenizer && *expected_tokenizer != h.tokenizer_sha256) {
+  if (expected_tokenizer && expected_tokenizer->sha256 != h.tokenizer_sha256) {
     fail("{}: made with tokenizer sha256 {}, but the tokenizer in use is {}; {}", path.string(),
-         to_hex(h.tokenizer_sha256), to_hex(*expected_tokenizer), kPrepareAgain);
+         to_hex(h.tokenizer_sha256), to_hex(expected_tokenizer->sha256), kPrepareAgain);
+  }
+  if (expected_tokenizer && expected_tokenizer->vocab_size != h.vocab_size) {
+    fail("{}: header says vocab size {}, but the tokenizer in use has {}; {}", path.string(), h.vocab_size,
+         expected_tokenizer->vocab_size, kPrepareAgain);
   }
 
   // Read in chunks so that the raw bytes never need a second whole-shard buffer.

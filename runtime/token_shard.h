@@ -54,9 +54,17 @@ void write_token_shard(const std::filesystem::path& path, std::span<const int32_
 // The header, checked against itself and the file size (not the tokens). Throws inkstone::Error.
 TokenShardHeader read_token_shard_header(const std::filesystem::path& path);
 
-// Header and tokens, every token checked against the vocab size, and the tokenizer hash against
+// The tokenizer a shard must have been made with. Both fields are checked: the vocab size is in the
+// header apart from the hash, so a shard whose vocab field was altered would otherwise admit tokens
+// the model's embedding table does not have.
+struct ExpectedTokenizer {
+  Sha256Digest sha256{};
+  uint32_t vocab_size = 0;
+};
+
+// Header and tokens, every token checked against the header's vocab size, and the header against
 // `expected_tokenizer` when given. Throws inkstone::Error naming the file and the problem.
 TokenShard read_token_shard(const std::filesystem::path& path,
-                            const std::optional<Sha256Digest>& expected_tokenizer = std::nullopt);
+                            const std::optional<ExpectedTokenizer>& expected_tokenizer = std::nullopt);
 
 }  // namespace inkstone

@@ -28,7 +28,7 @@ class InspectCommand : public ::testing::Test {
         {"prepare", "--input", "poems.txt", "--out", "prepared", "--separator", "%", "--val-fraction", "0.1"},
         dir.path());
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    shard = dir / "prepared" / "train_000.bin";
+    shard = dir / "prepared" / "train_00000.bin";
     ASSERT_TRUE(fs::is_regular_file(shard));
   }
 
@@ -54,8 +54,8 @@ class InspectCommand : public ::testing::Test {
 TEST_F(InspectCommand, AGoodFolderListsEveryShard) {
   const testing::CommandResult r = testing::run_cli({"inspect", "prepared"}, dir.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("train_000.bin"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("val_000.bin"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("train_00000.bin"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("val_00000.bin"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("vocab 257"), std::string::npos) << r.out;
 }
 
@@ -86,10 +86,18 @@ TEST_F(InspectCommand, TokenAtOrAboveTheVocabIsRejected) {
   expect_rejected(shard, ">= the vocab size 257");
 }
 
+// Vocab field and token changed together: consistent with its own header, so only the tokenizer's
+// vocab size can catch it.
+TEST_F(InspectCommand, ShardWithARaisedVocabSizeIsRejected) {
+  patch(shard, 16, std::string("\xFF\xFF", 2));                           // vocab 257 -> 65535
+  patch(shard, kTokenShardHeaderBytes + 10, std::string("\x60\xEA", 2));  // token 60000
+  expect_rejected(shard, "vocab size 65535, but the tokenizer in use has 257");
+}
+
 TEST_F(InspectCommand, ShardOfAnotherTokenizerIsRejected) {
   const std::vector<int32_t> tokens = {1, 2, 3};
-  write_token_shard(dir / "prepared" / "train_001.bin", tokens, 257, 3, sha256("another tokenizer"));
-  expect_rejected(dir / "prepared" / "train_001.bin", "tokenizer");
+  write_token_shard(dir / "prepared" / "train_00001.bin", tokens, 257, 3, sha256("another tokenizer"));
+  expect_rejected(dir / "prepared" / "train_00001.bin", "tokenizer");
 }
 
 TEST_F(InspectCommand, MissingPathIsOneLine) {

@@ -31,8 +31,9 @@ Prepared read_prepared(const fs::path& dir) {
   Prepared p;
   p.report = json::parse(testing::read_file(dir / "prepare.json"));
   const auto tokenizer = load_tokenizer((dir / "tokenizer.json").string());
-  const Sha256Digest hash =
-      sha256_from_hex(tokenizer_hash(testing::read_file(dir / "tokenizer.json")), "test");
+  const ExpectedTokenizer hash{
+      sha256_from_hex(tokenizer_hash(testing::read_file(dir / "tokenizer.json")), "test"),
+      static_cast<uint32_t>(tokenizer->vocab_size())};
   for (const char* split : {"train", "val"}) {
     std::vector<int32_t> stream;
     for (const json& s : p.report["split"][split]["shards"]) {
@@ -206,6 +207,22 @@ TEST_F(CmdPrepareErrors, RefusesToReplaceAForeignDirectory) {
   expect_failure({"prepare", "--input", p("good.txt"), "--out", p("thesis")},
                  "was not made by inkstone prepare");
   EXPECT_EQ(testing::read_file(tmp / "thesis" / "main.tex"), "precious");
+}
+
+TEST_F(CmdPrepareErrors, RefusesToDeleteAForeignFileInAPreparedDirectory) {
+  testing::write_file(tmp / "out" / "notes.txt", "mine");
+  before = snapshot(tmp / "out");
+  expect_failure({"prepare", "--input", p("good.txt"), "--out", p("out")},
+                 p("out/notes.txt") + ", which inkstone prepare did not write");
+}
+
+TEST_F(CmdPrepareErrors, OutputInsideTheCorpusIsNotReadBack) {
+  fs::create_directories(tmp / "corpus");
+  testing::write_file(tmp / "corpus" / "good.txt", "one\n%\ntwo\n%\nthree\n");
+  const std::vector<std::string> args = {"prepare",         "--input",     "corpus", "--out",
+                                         "corpus/prepared", "--separator", "%"};
+  ASSERT_EQ(run_cli(args, tmp.path()).exit_code, 0);
+  expect_failure(args, "the output folder corpus/prepared is inside the corpus; choose an --out");
 }
 
 TEST_F(CmdPrepareErrors, ReplacePolicyRepairsAndReplacesAnOlderPreparation) {

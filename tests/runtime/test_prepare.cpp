@@ -37,7 +37,7 @@ struct SplitContents {
 };
 
 // Reads the shards of one split as listed in prepare.json and cuts the token stream at <|endoftext|>.
-SplitContents read_split(const fs::path& dir, const json& split, const Sha256Digest& tokenizer,
+SplitContents read_split(const fs::path& dir, const json& split, const ExpectedTokenizer& tokenizer,
                          int64_t max_tokens) {
   const ByteTokenizer tok;
   SplitContents out;
@@ -102,7 +102,7 @@ TEST_F(Prepare, ShardsHoldEveryDocumentOnceBehindEndOfText) {
   EXPECT_EQ(r["tokenizer"]["sha256"], hash);
   EXPECT_EQ(r["tokenizer"]["vocab_size"], 257);
 
-  const Sha256Digest digest = sha256_from_hex(hash, "test");
+  const ExpectedTokenizer digest{sha256_from_hex(hash, "test"), 257};
   const SplitContents train = read_split(out, r["split"]["train"], digest, 7);
   const SplitContents val = read_split(out, r["split"]["val"], digest, 7);
   EXPECT_EQ(val.documents.size(), 2u);  // round(5 * 0.4)
@@ -123,8 +123,8 @@ TEST_F(Prepare, ShardsHoldEveryDocumentOnceBehindEndOfText) {
   EXPECT_EQ(r["split"]["val"]["text_bytes"], val.header_text_bytes);
   EXPECT_EQ(report.train.tokens, train.tokens);
   EXPECT_GT(r["split"]["train"]["shards"].size(), 1u);
-  EXPECT_TRUE(fs::exists(out / "train_000.bin"));
-  EXPECT_TRUE(fs::exists(out / "val_000.bin"));
+  EXPECT_TRUE(fs::exists(out / "train_00000.bin"));
+  EXPECT_TRUE(fs::exists(out / "val_00000.bin"));
 
   EXPECT_EQ(r["documents"]["kept"], 5);
   EXPECT_EQ(r["documents"]["blank_dropped"], 1);  // after the last "%" of a.txt
@@ -158,7 +158,7 @@ TEST_F(Prepare, ZeroValidationFractionWritesNoValidationShards) {
   EXPECT_EQ(report.val.documents, 0u);
   EXPECT_TRUE(report.val.shards.empty());
   EXPECT_EQ(report.train.shards.size(), 1u);
-  EXPECT_FALSE(fs::exists(dir / "out" / "prepared" / "val_000.bin"));
+  EXPECT_FALSE(fs::exists(dir / "out" / "prepared" / "val_00000.bin"));
 }
 
 TEST_F(Prepare, ReplacesOnlyADirectoryItMadeOrAnEmptyOne) {
@@ -166,10 +166,10 @@ TEST_F(Prepare, ReplacesOnlyADirectoryItMadeOrAnEmptyOne) {
   const fs::path out = dir / "out" / "prepared";
   fs::create_directories(out);  // empty: fine
   prepare_corpus(config, log);
-  testing::write_file(out / "stale.bin", "old");
-  prepare_corpus(config, log);  // made by prepare: replaced as a whole
-  EXPECT_FALSE(fs::exists(out / "stale.bin"));
-  EXPECT_TRUE(fs::exists(out / "train_000.bin"));
+  testing::write_file(out / "train_00099.bin", "old");  // from an earlier, larger corpus
+  prepare_corpus(config, log);                          // only prepare's files: replaced as a whole
+  EXPECT_FALSE(fs::exists(out / "train_00099.bin"));
+  EXPECT_TRUE(fs::exists(out / "train_00000.bin"));
 
   fs::create_directories(dir / "mine");
   testing::write_file(dir / "mine" / "thesis.tex", "precious");
@@ -181,6 +181,41 @@ TEST_F(Prepare, ReplacesOnlyADirectoryItMadeOrAnEmptyOne) {
   testing::write_file(dir / "a-file", "x");
   config.dir = (dir / "a-file").string();
   EXPECT_NE(error_of([&] { prepare_corpus(config, log); }).find("not a directory"), std::string::npos);
+}
+
+// Replacing removes the whole directory, so one file prepare did not write stops it, untouched.
+TEST_F(Prepare, KeepsAPreparedDirectoryHoldingAForeignFile) {
+  std::ostringstream log;
+  const fs::path out = dir / "out" / "prepared";
+  prepare_corpus(config, log);
+  for (const char* foreign : {"notes.txt", "train_final.bin"}) {
+    testing::write_file(out / foreign, "mine");
+    const auto before = snapshot(dir / "out");
+    const std::string message = error_of([&] { prepare_corpus(config, log); });
+    EXPECT_NE(message.find((out / foreign).string() + ", which inkstone prepare did not write"),
+              std::string::npos)
+        << message;
+    EXPECT_EQ(snapshot(dir / "out"), before);
+    fs::remove(out / foreign);
+  }
+  fs::create_directories(out / "runs");
+  EXPECT_NE(error_of([&] { prepare_corpus(config, log); }).find("runs, which inkstone prepare did not write"),
+            std::string::npos);
+  EXPECT_TRUE(fs::is_directory(out / "runs"));
+}
+
+// Without the check, the second run would read the first run's shards back as corpus text.
+TEST_F(Prepare, RejectsAnOutputFolderInsideTheCorpus) {
+  std::ostringstream log;
+  config.dir = (dir / "corpus" / "prepared").string();
+  prepare_corpus(config, log);  // the folder does not exist yet, so nothing of it is read
+  const auto before = snapshot(dir / "corpus");
+  const std::string message = error_of([&] { prepare_corpus(config, log); });
+  EXPECT_NE(message.find("the output folder " + config.dir + " is inside the corpus; choose an --out"),
+            std::string::npos)
+      << message;
+  EXPECT_EQ(std::count(message.begin(), message.end(), '\n'), 0) << message;
+  EXPECT_EQ(snapshot(dir / "corpus"), before);
 }
 
 TEST_F(Prepare, FailureLeavesThePreparedDirectoryAndNoLeftovers) {

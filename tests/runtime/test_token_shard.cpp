@@ -39,7 +39,7 @@ TEST(TokenShard, RoundTripsTwoByteTokens) {
   EXPECT_EQ(fs::file_size(path), 72u + 2 * 1000);
   EXPECT_FALSE(fs::exists(path.string() + ".tmp"));
 
-  const TokenShard shard = read_token_shard(path, kHash);
+  const TokenShard shard = read_token_shard(path, ExpectedTokenizer{kHash, 257});
   EXPECT_EQ(shard.tokens, tokens);
   EXPECT_EQ(shard.header.version, 1u);
   EXPECT_EQ(shard.header.token_width, 2u);
@@ -139,12 +139,34 @@ TEST(TokenShard, EveryCorruptionFailsNamingTheFile) {
     EXPECT_NE(message.find("inkstone prepare"), std::string::npos) << c.name << ": " << message;
   }
 
-  const std::string mismatch = error_of([&] { read_token_shard(good, sha256("another tokenizer")); });
+  const std::string mismatch = error_of([&] {
+    read_token_shard(good, ExpectedTokenizer{sha256("another tokenizer"), 257});
+  });
   EXPECT_NE(mismatch.find(good.string()), std::string::npos) << mismatch;
   EXPECT_NE(mismatch.find(to_hex(kHash)), std::string::npos) << mismatch;
 
   const std::string missing = error_of([&] { read_token_shard(dir / "missing.bin"); });
   EXPECT_NE(missing.find((dir / "missing.bin").string()), std::string::npos) << missing;
+}
+
+// The header's vocab size is checked apart from the hash: a shard whose vocab field was raised (and a
+// token with it) is self-consistent, so only the tokenizer in use can tell that it is wrong.
+TEST(TokenShard, VocabSizeMustMatchTheExpectedTokenizer) {
+  testing::TempDir dir;
+  const fs::path path = dir / "raised.bin";
+  std::string bytes = [&] {
+    write_token_shard(path, sample_tokens(100, 257), 257, 100, kHash);
+    return testing::read_file(path);
+  }();
+  put_u32(bytes, 16, 65535);
+  bytes[72 + 2 * 3] = static_cast<char>(60000 & 0xFF), bytes[72 + 2 * 3 + 1] = static_cast<char>(60000 >> 8);
+  testing::write_file(path, bytes);
+
+  EXPECT_EQ(read_token_shard(path).tokens[3], 60000);  // consistent with its own header
+  const std::string message = error_of([&] { read_token_shard(path, ExpectedTokenizer{kHash, 257}); });
+  EXPECT_NE(message.find(path.string() + ": "), std::string::npos) << message;
+  EXPECT_NE(message.find("vocab size 65535"), std::string::npos) << message;
+  EXPECT_NE(message.find("has 257"), std::string::npos) << message;
 }
 
 }  // namespace
