@@ -140,8 +140,7 @@ void check_fits_in_memory(const std::string& preset_or_desc, const GPT2Shape& sh
   const char* advice =
       on_gpu ? "lower train.micro_batch (raise train.grad_accum to keep the batch size) or train on more GPUs"
              : "train it on a GPU (device: cuda), or on this machine lower train.micro_batch (raise "
-               "train.grad_accum to keep the batch size) or train.seq_len, or use a smaller preset such as "
-               "gpt2-124m";
+               "train.grad_accum to keep the batch size) or train.seq_len, or use a smaller model";
   fail(
       "{} needs about {:.1f} GiB to train at micro_batch {} x seq_len {} in fp32 on the {}, more than the "
       "{:.1f} GiB available; {}",
