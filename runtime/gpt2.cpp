@@ -22,11 +22,11 @@ Tensor reshaped(Tensor t, std::initializer_list<int64_t> dims) {
 GPT2::GPT2(Backend& backend, const GPT2Shape& shape, int max_batch, int max_seq)
     : backend_(backend), shape_(shape), max_batch_(max_batch), max_seq_(max_seq) {
   if (shape.n_layer < 1 || shape.n_head < 1 || shape.n_embd < 1 || shape.vocab < 1 ||
-      shape.n_embd % shape.n_head != 0 || shape.padded_vocab < shape.vocab || shape.context < 1)
+      shape.n_embd % shape.n_head != 0 || shape.context < 1)
     fail(
         "GPT2: inconsistent model shape (n_layer {}, n_head {}, n_embd {}, vocab {}, padded_vocab {}); "
         "build it with resolve_shape",
-        shape.n_layer, shape.n_head, shape.n_embd, shape.vocab, shape.padded_vocab);
+        shape.n_layer, shape.n_head, shape.n_embd, shape.vocab, shape.padded_vocab());
   if (max_batch < 1 || max_seq < 1 || max_seq > shape.context)
     fail("GPT2: micro-batch {} x sequence {} is not possible with context {}; use 1 <= seq_len <= context",
          max_batch, max_seq, shape.context);
@@ -112,7 +112,7 @@ Tensor GPT2::flat(int64_t offset, int64_t n) const {
 }
 
 float GPT2::run_forward(Tensor tokens, Tensor targets, const Batch& batch) {
-  const int64_t N = batch.N(), C = shape_.n_embd, Vp = shape_.padded_vocab;
+  const int64_t N = batch.N(), C = shape_.n_embd, Vp = shape_.padded_vocab();
   const GPT2Weights& w = weights_;
   backend_.embedding_forward({.out = Tensor(act(acts_.encoded), DType::F32, {batch.B, batch.T, C}),
                               .tokens = tokens,
@@ -217,7 +217,7 @@ void GPT2::backward(float loss_scale) {
     fail(
         "GPT2::backward needs a forward pass with targets since the last backward; call forward(tokens, "
         "targets, ...) first");
-  const int64_t N = batch_.N(), C = shape_.n_embd, Vp = shape_.padded_vocab;
+  const int64_t N = batch_.N(), C = shape_.n_embd, Vp = shape_.padded_vocab();
   const float dloss = counted_targets_ > 0 ? loss_scale / static_cast<float>(counted_targets_) : 0.0f;
   const Tensor logits = rows(acts_.logits, N, Vp), dlogits = logits;
   const Tensor d_residual = rows(acts_.d_residual, N, C), d_ln_f = rows(acts_.d_ln_1, N, C);
@@ -333,7 +333,7 @@ void GPT2::zero_grad() {
 Tensor GPT2::logits() const {
   if (stage_ != Stage::Logits && stage_ != Stage::Loss)
     fail("GPT2::logits: no logits to read (none computed yet, or backward() has overwritten them)");
-  return rows(acts_.logits, batch_.N(), shape_.padded_vocab);
+  return rows(acts_.logits, batch_.N(), shape_.padded_vocab());
 }
 
 std::vector<float> GPT2::read_logits(int64_t first_row, int64_t count) const {
@@ -341,7 +341,7 @@ std::vector<float> GPT2::read_logits(int64_t first_row, int64_t count) const {
   if (first_row < 0 || count < 0 || first_row + count > all.dim(0))
     fail("GPT2::read_logits: rows [{}, {}) outside the {} rows of the last forward", first_row,
          first_row + count, all.dim(0));
-  const int64_t V = shape_.vocab, Vp = shape_.padded_vocab;
+  const int64_t V = shape_.vocab, Vp = shape_.padded_vocab();
   std::vector<float> out(static_cast<size_t>(count * V));
   for (int64_t r = 0; r < count; ++r) {
     const Tensor row(all.as<float>() + (first_row + r) * Vp, DType::F32, {V});

@@ -43,7 +43,7 @@ ActivationOffsets gpt2_activation_offsets(const GPT2Shape& shape, int64_t max_ro
   a.ln_f = carve.take(N * C);
   a.ln_f_mean = carve.take(N);
   a.ln_f_rstd = carve.take(N);
-  a.logits = carve.take(N * shape.padded_vocab);
+  a.logits = carve.take(N * shape.padded_vocab());
   a.losses = carve.take(N);
 
   const int64_t gradients_begin = carve.used();

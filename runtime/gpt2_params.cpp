@@ -26,7 +26,7 @@ template <class Add>
 GPT2Weights visit_parameters(const GPT2Shape& s, Add&& add) {
   const int64_t C = s.n_embd;
   GPT2Weights w;
-  w.wte = add("wte.weight", {s.vocab, C}, s.padded_vocab);
+  w.wte = add("wte.weight", {s.vocab, C}, s.padded_vocab());
   w.wpe = add("wpe.weight", {s.context, C}, s.context);
   w.h.resize(s.n_layer);
   for (int l = 0; l < s.n_layer; ++l) {

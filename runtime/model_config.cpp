@@ -10,7 +10,6 @@ namespace inkstone {
 namespace {
 
 constexpr int kGPT2Vocab = 50257;
-constexpr int kVocabMultiple = 128;  // padded vocab keeps the lm-head GEMM on aligned tiles
 
 std::string preset_names() {
   std::string names;
@@ -48,10 +47,6 @@ const ModelPreset* find_preset(const std::string& name) {
   return nullptr;
 }
 
-int pad_vocab(int vocab) {
-  return (vocab + kVocabMultiple - 1) / kVocabMultiple * kVocabMultiple;
-}
-
 int64_t GPT2Shape::num_parameters() const {
   const int64_t C = n_embd, L = n_layer;
   const int64_t per_layer = 4 * C                                            // ln_1, ln_2: weight and bias
@@ -85,7 +80,6 @@ GPT2Shape resolve_architecture(const ModelConfig& config) {
         "change one of them",
         shape.n_embd, shape.n_head);
   }
-  shape.padded_vocab = pad_vocab(shape.vocab);
   return shape;
 }
 
@@ -103,7 +97,6 @@ GPT2Shape resolve_shape(const ModelConfig& config, int tokenizer_vocab) {
         "prepare the data first or set model.vocab",
         config.preset);
   }
-  shape.padded_vocab = pad_vocab(shape.vocab);
   return shape;
 }
 
@@ -112,7 +105,7 @@ int64_t training_memory_bytes(const GPT2Shape& shape, int micro_batch, int seq_l
   // micro_batch) the activations alone pass 2^63 bytes, and int64 overflow is undefined behaviour.
   // Doubles hold every size a real machine has exactly (below 2^53) and saturate cleanly above.
   const double C = shape.n_embd, L = shape.n_layer, NH = shape.n_head, V = shape.vocab;
-  const double Vp = shape.padded_vocab > 0 ? shape.padded_vocab : pad_vocab(shape.vocab);
+  const double Vp = shape.padded_vocab();
   const double allocated_params = static_cast<double>(shape.num_parameters()) + (Vp - V) * C;
   const double state_floats = 4 * allocated_params;  // weights, gradients, AdamW m and v
   const double block_floats = 17 * C + NH + 4;

@@ -9,14 +9,19 @@
 
 namespace inkstone {
 
+// The lm-head GEMM runs on aligned tiles: the vocab is padded to a multiple of 128 internally.
+constexpr int pad_vocab(int vocab) {
+  return (vocab + 127) / 128 * 128;
+}
+
 struct GPT2Shape {
   int n_layer = 0;
   int n_head = 0;
   int n_embd = 0;
   int context = 0;
-  int vocab = 0;         // the tokenizer's vocabulary, what users and files see
-  int padded_vocab = 0;  // vocab rounded up to a multiple of 128, internal only
+  int vocab = 0;  // the tokenizer's vocabulary, what users and files see
 
+  int padded_vocab() const { return pad_vocab(vocab); }  // internal only: never reaches users or files
   int head_dim() const { return n_embd / n_head; }
   int64_t num_parameters() const;  // with the real (unpadded) vocab, tied embeddings counted once
 };
@@ -35,11 +40,9 @@ const ModelPreset* find_preset(const std::string& name);
 // Vocab: an explicit model.vocab must equal a nonzero tokenizer_vocab; otherwise the tokenizer's
 // vocab wins over the preset's (a preset's 50257 is GPT-2's tokenizer, not part of the architecture).
 GPT2Shape resolve_shape(const ModelConfig& config, int tokenizer_vocab);
-// The same without a tokenizer: vocab (and padded_vocab) stay 0 when neither preset nor config sets it.
+// The same without a tokenizer: vocab stays 0 when neither preset nor config sets it.
 // For checks that need the dimensions before the data is prepared (config validation).
 GPT2Shape resolve_architecture(const ModelConfig& config);
-
-int pad_vocab(int vocab);  // to a multiple of 128
 
 // Bytes to train `shape` in fp32 with AdamW at micro_batch B x seq_len T, counted the way llm.c's
 // train_gpt2.c sizes its buffers, with inkstone's fused attention (runtime/gpt2_activations.h)

@@ -34,14 +34,11 @@ SafetensorsFixture load_golden() {
 }
 
 GPT2Shape golden_shape(const SafetensorsFixture& golden) {
-  GPT2Shape s;
-  s.n_layer = golden.metadata_int("n_layer");
-  s.n_head = golden.metadata_int("n_head");
-  s.n_embd = golden.metadata_int("n_embd");
-  s.context = golden.metadata_int("context");
-  s.vocab = golden.metadata_int("vocab");
-  s.padded_vocab = pad_vocab(s.vocab);
-  return s;
+  return {.n_layer = golden.metadata_int("n_layer"),
+          .n_head = golden.metadata_int("n_head"),
+          .n_embd = golden.metadata_int("n_embd"),
+          .context = golden.metadata_int("context"),
+          .vocab = golden.metadata_int("vocab")};
 }
 
 void load_golden_parameters(GPT2& model, const SafetensorsFixture& golden) {
@@ -125,7 +122,7 @@ TEST_F(GPT2Golden, EveryGradientMatchesFloat64Reference) {
 }
 
 TEST_F(GPT2Golden, PaddingNeverLeaks) {
-  const int64_t V = shape_.vocab, Vp = shape_.padded_vocab, C = shape_.n_embd, N = int64_t{B_} * T_;
+  const int64_t V = shape_.vocab, Vp = shape_.padded_vocab(), C = shape_.n_embd, N = int64_t{B_} * T_;
   ASSERT_GT(Vp, V);
   loss_now();
   // The device logits have padded columns, which read as exactly zero; the host view has V columns.
@@ -284,14 +281,7 @@ TEST_F(GPT2Golden, RejectsBadInput) {
 // ---- initialisation ----
 
 GPT2Shape init_shape() {
-  GPT2Shape s;
-  s.n_layer = 4;
-  s.n_head = 4;
-  s.n_embd = 128;
-  s.context = 64;
-  s.vocab = 1000;
-  s.padded_vocab = pad_vocab(s.vocab);
-  return s;
+  return {.n_layer = 4, .n_head = 4, .n_embd = 128, .context = 64, .vocab = 1000};
 }
 
 TEST(GPT2Init, FollowsGPT2Statistics) {
@@ -343,11 +333,12 @@ TEST(GPT2Memory, AccountsForEveryBuffer) {
   const ModelMemory m = model.memory();
   // Parameters: at least the real count plus wte's padding, in fp32; gradients mirror them.
   EXPECT_GE(m.parameters,
-            4 * size_t(shape.num_parameters() + (shape.padded_vocab - shape.vocab) * shape.n_embd));
+            4 * size_t(shape.num_parameters() + (shape.padded_vocab() - shape.vocab) * shape.n_embd));
   EXPECT_EQ(m.gradients, m.parameters);
   // Activations hold at least the logits and 16 [N, C] floats per layer.
   const size_t N = 2 * 32;
-  EXPECT_GE(m.activations, 4 * N * (size_t(shape.padded_vocab) + 16 * size_t(shape.n_embd) * shape.n_layer));
+  EXPECT_GE(m.activations,
+            4 * N * (size_t(shape.padded_vocab()) + 16 * size_t(shape.n_embd) * shape.n_layer));
   EXPECT_EQ(m.total(), m.parameters + m.gradients + m.activations);
 }
 

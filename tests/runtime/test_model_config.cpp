@@ -86,13 +86,13 @@ TEST(ModelShape, ExplicitFieldsOverrideThePreset) {
   EXPECT_EQ(shape.n_embd, 768);
   EXPECT_EQ(shape.context, 128);
   EXPECT_EQ(shape.vocab, 50257);
-  EXPECT_EQ(shape.padded_vocab, 50304);
+  EXPECT_EQ(shape.padded_vocab(), 50304);
   EXPECT_EQ(shape.head_dim(), 64);
 }
 
 TEST(ModelShape, VocabComesFromTheTokenizerUnlessSetExplicitly) {
   EXPECT_EQ(resolve_shape(preset("gpt2-tiny"), 257).vocab, 257);
-  EXPECT_EQ(resolve_shape(preset("gpt2-tiny"), 257).padded_vocab, 384);
+  EXPECT_EQ(resolve_shape(preset("gpt2-tiny"), 257).padded_vocab(), 384);
   // A preset's 50257 is GPT-2's tokenizer; the data's tokenizer replaces it.
   EXPECT_EQ(resolve_shape(preset("gpt2-124m"), 257).vocab, 257);
   ModelConfig explicit_vocab = preset("gpt2-tiny");
@@ -126,13 +126,8 @@ TEST(ModelShape, Errors) {
 
 TEST(TrainingMemory, CountsStateAndActivationsAsDocumented) {
   // A shape small enough to count by hand: L=1, NH=2, C=4, context 8, V=100 (Vp=128).
-  GPT2Shape s;
-  s.n_layer = 1;
-  s.n_head = 2;
-  s.n_embd = 4;
-  s.context = 8;
-  s.vocab = 100;
-  s.padded_vocab = 128;
+  const GPT2Shape s{.n_layer = 1, .n_head = 2, .n_embd = 4, .context = 8, .vocab = 100};
+  ASSERT_EQ(s.padded_vocab(), 128);
   // Parameters: wte 100*4 + wpe 8*4 + block (12*16 + 13*4 = 244) + ln_f 8 = 684; the 28 padded
   // wte rows add 112 allocated floats: 796, times 4 (weights, grads, m, v) = 3,184 floats.
   // Activations per token: block 17*4 + 2 + 4 = 74; gradient scratch 15*4 = 60; 2*4 + 3 + 128 = 139:
@@ -156,13 +151,7 @@ TEST(TrainingMemory, Gpt2SmallNeedsSeveralGiB) {
 
 TEST(TrainingMemory, SaturatesInsteadOfOverflowingAtTheConfigBounds) {
   // Every shape field at the largest value the config accepts.
-  GPT2Shape s;
-  s.n_layer = 1024;
-  s.n_head = 1024;
-  s.n_embd = 65536;
-  s.context = 1 << 20;
-  s.vocab = 1 << 24;
-  s.padded_vocab = 1 << 24;
+  const GPT2Shape s{.n_layer = 1024, .n_head = 1024, .n_embd = 65536, .context = 1 << 20, .vocab = 1 << 24};
   const int64_t kMax = std::numeric_limits<int64_t>::max();
   // 2^31 - 1 sequences of 2^20 tokens, about 2^30 floats each: some 2^83 bytes.
   EXPECT_EQ(training_memory_bytes(s, std::numeric_limits<int>::max(), 1 << 20), kMax);

@@ -24,14 +24,7 @@ namespace {
 using testing::SafetensorsFixture;
 
 GPT2Shape small_shape() {
-  GPT2Shape s;
-  s.n_layer = 2;
-  s.n_head = 2;
-  s.n_embd = 32;
-  s.context = 16;
-  s.vocab = 67;
-  s.padded_vocab = pad_vocab(s.vocab);
-  return s;
+  return {.n_layer = 2, .n_head = 2, .n_embd = 32, .context = 16, .vocab = 67};
 }
 
 std::vector<int32_t> random_tokens(size_t n, int vocab, uint64_t seed) {
