@@ -24,6 +24,7 @@ struct GPT2Shape {
   int padded_vocab() const { return pad_vocab(vocab); }  // internal only: never reaches users or files
   int head_dim() const { return n_embd / n_head; }
   int64_t num_parameters() const;  // with the real (unpadded) vocab, tied embeddings counted once
+  bool operator==(const GPT2Shape&) const = default;
 };
 
 struct ModelPreset {
