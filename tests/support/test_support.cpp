@@ -1,6 +1,7 @@
 #include "support/test_support.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,12 +26,11 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
-CommandResult run_cli(const std::vector<std::string>& args, const fs::path& cwd) {
-  TempDir io;
-  const fs::path out_path = io / "stdout", err_path = io / "stderr";
-  pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
+CliProcess::CliProcess(const std::vector<std::string>& args, const fs::path& cwd) {
+  const fs::path out_path = io_ / "stdout", err_path = io_ / "stderr";
+  pid_ = fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
     int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     int in = open("/dev/null", O_RDONLY);
@@ -47,13 +47,32 @@ CommandResult run_cli(const std::vector<std::string>& args, const fs::path& cwd)
     execv(exe.c_str(), argv.data());
     _exit(127);
   }
+}
+
+CliProcess::~CliProcess() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+void CliProcess::kill(int signal) {
+  ::kill(pid_, signal);
+}
+
+CommandResult CliProcess::wait() {
   int status = 0;
-  waitpid(pid, &status, 0);
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
   CommandResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = read_file(out_path);
-  r.err = read_file(err_path);
+  r.out = read_file(io_ / "stdout");
+  r.err = read_file(io_ / "stderr");
   return r;
+}
+
+CommandResult run_cli(const std::vector<std::string>& args, const fs::path& cwd) {
+  return CliProcess(args, cwd).wait();
 }
 
 fs::path source_dir() {

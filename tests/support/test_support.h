@@ -30,6 +30,22 @@ struct CommandResult {
   std::string err;
 };
 
+// The inkstone binary built with the tests, started with `args` in `cwd` (default: current dir),
+// stdin from /dev/null, stdout and stderr captured. Killed (SIGKILL) on destruction if still running.
+class CliProcess {
+ public:
+  CliProcess(const std::vector<std::string>& args, const std::filesystem::path& cwd = {});
+  ~CliProcess();
+  CliProcess(const CliProcess&) = delete;
+  CliProcess& operator=(const CliProcess&) = delete;
+  void kill(int signal);
+  CommandResult wait();  // waits for the exit, then reads the captured output
+
+ private:
+  TempDir io_;
+  int pid_ = -1;
+};
+
 // Runs the inkstone binary built with the tests, with `args`, in `cwd` (default: current dir).
 CommandResult run_cli(const std::vector<std::string>& args, const std::filesystem::path& cwd = {});
 

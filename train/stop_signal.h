@@ -1,0 +1,11 @@
+// SIGINT / SIGTERM during training: the first one asks the run to stop after the current step (it then
+// writes a checkpoint and exits 0); a second one ends the process at once, as it would without us.
+#pragma once
+
+namespace inkstone {
+
+void install_stop_handlers();
+int stop_signal();  // 0 until a stop is asked for, then the signal's number
+void reset_stop_signal();
+
+}  // namespace inkstone

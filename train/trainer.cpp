@@ -1,0 +1,344 @@
+#include "train/trainer.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <memory>
+#include <numbers>
+#include <sstream>
+#include <vector>
+
+#include "runtime/backend.h"
+#include "runtime/data_loader.h"
+#include "runtime/durable_file.h"
+#include "runtime/error.h"
+#include "runtime/model_config.h"
+#include "runtime/prepare.h"
+#include "runtime/tokenizer.h"
+#include "train/adamw.h"
+#include "train/lr_schedule.h"
+#include "train/metrics_log.h"
+#include "train/progress.h"
+#include "train/run_checkpoint.h"
+#include "train/run_directory.h"
+#include "train/stop_signal.h"
+
+namespace inkstone {
+namespace fs = std::filesystem;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+struct RunData {
+  std::string tokenizer_json;
+  std::string tokenizer_sha256;
+  int vocab = 0;
+  TokenSplit train, val;
+};
+
+RunData read_run_data(const RunConfig& config) {
+  const fs::path dir(config.data.dir);
+  const fs::path tokenizer_path = dir / kTokenizerFile;
+  std::ifstream in(tokenizer_path, std::ios::binary);
+  if (!in) {
+    fail("data.dir {} holds no prepared data ({} is missing); run `inkstone prepare {}` first", dir.string(),
+         kTokenizerFile, config.source.empty() ? "CONFIG" : config.source);
+  }
+  std::stringstream text;
+  text << in.rdbuf();
+  RunData data;
+  data.tokenizer_json = text.str();
+  data.vocab = tokenizer_from_json(data.tokenizer_json, tokenizer_path.string())->vocab_size();
+  data.tokenizer_sha256 = tokenizer_hash(data.tokenizer_json);
+  const ExpectedTokenizer expected{sha256_from_hex(data.tokenizer_sha256, tokenizer_path.string()),
+                                   static_cast<uint32_t>(data.vocab)};
+  data.train = read_token_split(dir, "train", expected);
+  if (data.train.tokens.empty()) {
+    fail("data.dir {} has no training shards (train_*.bin); run `inkstone prepare {}` first", dir.string(),
+         config.source.empty() ? "CONFIG" : config.source);
+  }
+  data.val = read_token_split(dir, "val", expected);
+  return data;
+}
+
+int64_t total_steps_of(const TrainConfig& t) {
+  const int64_t tokens_per_step = int64_t{t.micro_batch} * t.seq_len * t.grad_accum;
+  int64_t total = t.max_steps;
+  if (t.max_tokens > 0) total = std::min(total, (t.max_tokens + tokens_per_step - 1) / tokens_per_step);
+  return total;
+}
+
+class Trainer {
+ public:
+  Trainer(const RunConfig& config, const TrainHooks& hooks) : config_(config), hooks_(hooks) {}
+  TrainResult run();
+
+ private:
+  void setup();
+  void train_step();
+  std::optional<double> validation_loss();
+  void evaluate();
+  void checkpoint();
+  void report_bad_step(double loss, double norm);
+
+  const RunConfig& config_;
+  const TrainConfig& t_ = config_.train;
+  TrainHooks hooks_;
+  RunData data_;
+  GPT2Shape shape_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<GPT2> model_;
+  std::unique_ptr<AdamWOptimizer> optimizer_;
+  std::unique_ptr<BatchLoader> train_loader_, val_loader_;
+  std::unique_ptr<MetricsLog> metrics_;
+  std::unique_ptr<Progress> progress_;
+  TrainState state_;
+  TrainResult result_;
+  int64_t total_steps_ = 0;
+  int64_t last_checkpoint_step_ = -1, last_eval_step_ = -1;
+  double elapsed_before_ = 0;  // training seconds of earlier processes of this run
+  Clock::time_point start_;
+  double step_seconds_ema_ = 0;
+  std::vector<int32_t> inputs_, targets_;  // [grad_accum][B*T], filled before the step's first forward
+};
+
+void Trainer::setup() {
+  data_ = read_run_data(config_);
+  shape_ = resolve_shape(config_.model, data_.vocab);
+  if (t_.seq_len > shape_.context) {
+    fail("{}: train.seq_len {} exceeds the model's context {}; lower train.seq_len or raise model.context",
+         config_.source, t_.seq_len, shape_.context);
+  }
+  std::string chosen;
+  backend_ = make_backend(config_.device, &chosen);
+  if (backend_->kind() == DeviceKind::CPU) {
+    const int64_t ram = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
+    check_fits_in_memory(config_.model.preset, shape_, t_, ram, /*on_gpu=*/false);
+  }
+  const std::optional<fs::path> resume_from = open_run_directory(config_, shape_, data_.tokenizer_sha256);
+  const fs::path out(config_.output_dir);
+
+  model_ = std::make_unique<GPT2>(*backend_, shape_, t_.micro_batch, t_.seq_len);
+  optimizer_ = std::make_unique<AdamWOptimizer>(
+      *model_, AdamWConfig{.beta1 = static_cast<float>(t_.beta1),
+                           .beta2 = static_cast<float>(t_.beta2),
+                           .eps = static_cast<float>(t_.eps),
+                           .weight_decay = static_cast<float>(t_.weight_decay),
+                           .grad_clip = static_cast<float>(t_.grad_clip)});
+  train_loader_ = std::make_unique<BatchLoader>(data_.train.tokens, t_.seq_len, BatchLoader::Order::Shuffled,
+                                                t_.seed, "the training split of " + config_.data.dir);
+  if (data_.val.tokens.size() > static_cast<size_t>(t_.seq_len)) {
+    val_loader_ = std::make_unique<BatchLoader>(data_.val.tokens, t_.seq_len, BatchLoader::Order::Sequential,
+                                                0, "the validation split of " + config_.data.dir);
+  }
+  if (resume_from) {
+    state_ = load_run_checkpoint(*resume_from, *model_, *optimizer_);
+    if (state_.data_seed != t_.seed) {
+      fail("cannot resume from {}: it was trained with train.seed {}, the config says {}; use the same seed",
+           resume_from->string(), state_.data_seed, t_.seed);
+    }
+    train_loader_->restore(state_.data_cursor);
+    elapsed_before_ = state_.elapsed_s;
+    last_checkpoint_step_ = state_.step;
+  } else {
+    model_->initialize(t_.seed);
+    state_.data_seed = t_.seed;
+  }
+  state_.config_yaml = to_yaml(config_);
+  write_file_durably(out / kRunConfigFile, state_.config_yaml);
+  metrics_ = std::make_unique<MetricsLog>(out / kMetricsFile);
+  progress_ = std::make_unique<Progress>(stderr, isatty(fileno(stderr)) != 0,
+                                         static_cast<int>(std::max<int64_t>(1, total_steps_of(t_) / 50)));
+  total_steps_ = total_steps_of(t_);
+
+  const int64_t tokens_per_step = int64_t{t_.micro_batch} * t_.seq_len * t_.grad_accum;
+  progress_->message(fmt::format("model: {} ({}), {:.2f}M parameters; device: {}", config_.model.preset,
+                                 describe_shape(shape_), static_cast<double>(shape_.num_parameters()) / 1e6,
+                                 backend_->describe()));
+  progress_->message(fmt::format(
+      "data: {} training tokens, {} validation tokens; {} x {} x {} = {} tokens per step; {} steps ({:.1f} "
+      "epochs)",
+      data_.train.tokens.size(), data_.val.tokens.size(), t_.micro_batch, t_.seq_len, t_.grad_accum,
+      tokens_per_step, total_steps_,
+      static_cast<double>(total_steps_ * tokens_per_step) / static_cast<double>(data_.train.tokens.size())));
+  if (resume_from) {
+    progress_->message(fmt::format("resumed from {} at step {}", resume_from->string(), state_.step));
+  }
+  if (!val_loader_)
+    progress_->message("no validation: the validation split is shorter than seq_len + 1 tokens");
+  const size_t n = static_cast<size_t>(t_.micro_batch) * t_.seq_len;
+  inputs_.resize(n * t_.grad_accum);
+  targets_.resize(n * t_.grad_accum);
+}
+
+void Trainer::report_bad_step(double loss, double norm) {
+  ++state_.skipped_steps;
+  ++state_.bad_steps_in_a_row;
+  progress_->message(fmt::format("step {}: {} is {}; step skipped ({} in a row, {} in this run)",
+                                 state_.step + 1, std::isfinite(loss) ? "the gradient norm" : "the loss",
+                                 std::isfinite(loss) ? norm : loss, state_.bad_steps_in_a_row,
+                                 state_.skipped_steps));
+  if (state_.bad_steps_in_a_row >= t_.max_bad_steps) {
+    fail(
+        "training stopped at step {}: {} steps in a row had a NaN or Inf loss or gradient "
+        "(train.max_bad_steps); "
+        "lower train.lr or train.grad_clip and resume from the last checkpoint with train.resume=auto",
+        state_.step + 1, state_.bad_steps_in_a_row);
+  }
+}
+
+void Trainer::train_step() {
+  const Clock::time_point step_start = Clock::now();
+  const int B = t_.micro_batch, T = t_.seq_len;
+  const size_t n = static_cast<size_t>(B) * T;
+  const double lr = learning_rate(t_, state_.step, total_steps_);
+  for (int i = 0; i < t_.grad_accum; ++i) {
+    train_loader_->next(B, std::span(inputs_).subspan(i * n, n), std::span(targets_).subspan(i * n, n));
+  }
+  // The loss of the step is the mean over every counted target of its micro-batches, so micro-batch i's
+  // backward is scaled by its share of the targets (1 / grad_accum when all count the same).
+  std::vector<int64_t> counted(t_.grad_accum);
+  int64_t total_counted = 0;
+  for (int i = 0; i < t_.grad_accum; ++i) {
+    counted[i] = std::count_if(targets_.begin() + i * n, targets_.begin() + (i + 1) * n,
+                               [](int32_t x) { return x >= 0; });
+    total_counted += counted[i];
+  }
+  model_->zero_grad();
+  double loss = 0;
+  for (int i = 0; i < t_.grad_accum; ++i) {
+    const double share = total_counted > 0 ? static_cast<double>(counted[i]) / total_counted : 0.0;
+    const float micro_loss =
+        model_->forward(std::span(inputs_).subspan(i * n, n), std::span(targets_).subspan(i * n, n), B, T);
+    loss += share * micro_loss;
+    if (!std::isfinite(micro_loss)) break;  // the step is lost: spare the remaining passes
+    model_->backward(static_cast<float>(share));
+  }
+  if (hooks_.after_backward) hooks_.after_backward(state_.step, *model_);
+  // AdamW leaves everything untouched when the norm is not finite; a non-finite loss never reaches it.
+  const double norm = std::isfinite(loss) ? optimizer_->step(static_cast<float>(lr))
+                                          : std::numeric_limits<double>::quiet_NaN();
+  const bool bad = !std::isfinite(loss) || !std::isfinite(norm);
+  if (bad) {
+    report_bad_step(loss, norm);
+  } else {
+    state_.bad_steps_in_a_row = 0;
+  }
+  ++state_.step;
+  state_.optimizer_steps = optimizer_->steps();
+  state_.tokens += static_cast<int64_t>(n) * t_.grad_accum;
+  state_.data_cursor = train_loader_->cursor();
+  result_.last_loss = loss;
+
+  const double step_s = seconds_since(step_start);
+  step_seconds_ema_ = step_seconds_ema_ == 0 ? step_s : 0.9 * step_seconds_ema_ + 0.1 * step_s;
+  const double tokens_per_s = static_cast<double>(n * t_.grad_accum) / step_s;
+  const double elapsed = elapsed_before_ + seconds_since(start_);
+  const ModelMemory mem = model_->memory();
+  metrics_->write(
+      TrainRecord{.step = state_.step,
+                  .loss = loss,
+                  .lr = lr,
+                  .grad_norm = norm,
+                  .tokens = state_.tokens,
+                  .tokens_per_s = tokens_per_s,
+                  .elapsed_s = elapsed,
+                  .skipped = bad,
+                  .mfu = std::nullopt,  // needs a known peak: GPU backends report it
+                  .memory_bytes = static_cast<int64_t>(mem.total() + optimizer_->memory_bytes())});
+  progress_->step(StepReport{.step = state_.step,
+                             .total_steps = total_steps_,
+                             .loss = loss,
+                             .lr = lr,
+                             .grad_norm = norm,
+                             .tokens_per_s = tokens_per_s,
+                             .elapsed_s = elapsed,
+                             .eta_s = step_seconds_ema_ * static_cast<double>(total_steps_ - state_.step)});
+}
+
+std::optional<double> Trainer::validation_loss() {
+  if (!val_loader_) return std::nullopt;
+  const int T = t_.seq_len;
+  const int B = static_cast<int>(std::min<uint64_t>(t_.micro_batch, val_loader_->windows_per_epoch()));
+  const int64_t batches =
+      std::min<int64_t>(t_.eval_steps, static_cast<int64_t>(val_loader_->windows_per_epoch() / B));
+  val_loader_->rewind();
+  const size_t n = static_cast<size_t>(B) * T;
+  double nll = 0;
+  int64_t counted = 0;
+  for (int64_t i = 0; i < batches; ++i) {
+    val_loader_->next(B, std::span(inputs_).first(n), std::span(targets_).first(n));
+    const float loss = model_->forward(std::span(inputs_).first(n), std::span(targets_).first(n), B, T);
+    nll += static_cast<double>(loss) * static_cast<double>(model_->counted_targets());
+    counted += model_->counted_targets();
+  }
+  return counted > 0 ? nll / static_cast<double>(counted) : std::optional<double>{};
+}
+
+void Trainer::evaluate() {
+  last_eval_step_ = state_.step;
+  const std::optional<double> val = validation_loss();
+  if (!val) return;
+  result_.last_val_loss = *val;
+  // Bits per byte of the split's text: the split's tokens-per-byte ratio converts nats per token.
+  std::optional<double> bpb;
+  if (data_.val.text_bytes > 0) {
+    bpb = *val / std::numbers::ln2 * static_cast<double>(data_.val.tokens.size()) /
+          static_cast<double>(data_.val.text_bytes);
+  }
+  metrics_->write(ValRecord{.step = state_.step,
+                            .val_loss = *val,
+                            .val_bpb = bpb,
+                            .elapsed_s = elapsed_before_ + seconds_since(start_)});
+  progress_->message(bpb ? fmt::format("step {}: val loss {:.4f}, {:.3f} bits/byte", state_.step, *val, *bpb)
+                         : fmt::format("step {}: val loss {:.4f}", state_.step, *val));
+}
+
+void Trainer::checkpoint() {
+  if (last_checkpoint_step_ == state_.step) return;
+  state_.elapsed_s = elapsed_before_ + seconds_since(start_);
+  result_.last_checkpoint = write_run_checkpoint(config_.output_dir, *model_, *optimizer_, state_, config_,
+                                                 data_.tokenizer_json, t_.keep_last);
+  last_checkpoint_step_ = state_.step;
+  progress_->message(fmt::format("step {}: checkpoint {}", state_.step, result_.last_checkpoint.string()));
+}
+
+TrainResult Trainer::run() {
+  setup();
+  start_ = Clock::now();
+  const int64_t first_step = state_.step;
+  if (state_.step == 0) evaluate();  // the untrained model's loss starts the validation curve
+  while (state_.step < total_steps_) {
+    if ((result_.stopped_by = stop_signal()) != 0) break;
+    train_step();
+    const bool last = state_.step == total_steps_;
+    if (state_.step % t_.eval_interval == 0 || last) evaluate();
+    if (state_.step % t_.checkpoint_interval == 0 || last) checkpoint();
+  }
+  if (result_.stopped_by != 0 && last_checkpoint_step_ != state_.step) checkpoint();
+  if (result_.last_checkpoint.empty() && last_checkpoint_step_ >= 0) {
+    result_.last_checkpoint = fs::path(config_.output_dir) / checkpoint_name(last_checkpoint_step_);
+  }
+  progress_->finish();
+  result_.step = state_.step;
+  result_.steps_run = state_.step - first_step;
+  return result_;
+}
+
+}  // namespace
+
+TrainResult train_model(const RunConfig& config, const TrainHooks& hooks) {
+  Trainer trainer(config, hooks);
+  return trainer.run();
+}
+
+}  // namespace inkstone
