@@ -14,6 +14,10 @@ int main(int argc, char** argv) {
   inkstone::cli::add_config_command(app);
   inkstone::cli::add_prepare_command(app);
   inkstone::cli::add_inspect_command(app);
+  inkstone::cli::add_train_command(app);
+  inkstone::cli::add_plot_command(app);
+  inkstone::cli::add_generate_command(app);
+  inkstone::cli::add_eval_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& e) {
