@@ -80,6 +80,9 @@ class TimedBackend final : public Backend {
   void gelu_backward(const GeluBackward& p) override {
     timed("gelu_backward", [&] { inner_.gelu_backward(p); });
   }
+  void dropout(const Dropout& p) override {
+    timed("dropout", [&] { inner_.dropout(p); });
+  }
   void add(const Add& p) override {
     timed("add", [&] { inner_.add(p); });
   }

@@ -94,6 +94,31 @@ struct Add {
   Tensor out, a, b;
 };
 
+// Inverted dropout: out[i] = keep(seed, i) ? inp[i] / (1 - p) : 0, with keep(seed, i) a pure function
+// of (seed, i) (a counter-based hash, as Philox in PyTorch's CUDA dropout), so no mask is stored: the
+// backward pass is this same op on the gradient with the same seed, and every backend and thread count
+// drops exactly the same elements. out may alias inp. 0 <= p < 1; p = 0 copies.
+struct Dropout {
+  Tensor out, inp;
+  float p = 0.0f;
+  uint64_t seed = 0;
+};
+
+// The mask of Dropout, for CPU and GPU alike: element i is kept unless its 32-bit hash falls below
+// p * 2^32. SplitMix64's finaliser over (seed, i) gives independent-looking bits for every pair.
+constexpr bool dropout_keeps(uint64_t seed, uint64_t i, uint32_t threshold) {
+  uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return static_cast<uint32_t>(z >> 32) >= threshold;
+}
+// threshold for dropout_keeps: p * 2^32, saturating below 2^32.
+constexpr uint32_t dropout_threshold(float p) {
+  const double t = static_cast<double>(p) * 4294967296.0;
+  return t >= 4294967295.0 ? 4294967295u : static_cast<uint32_t>(t);
+}
+
 // Decoupled-weight-decay Adam on one parameter tensor; grads are multiplied by grad_scale first
 // (clipping). step is 1-based (bias correction). m, v and master are fp32. When master is defined
 // the update happens on it and params receive a cast of the result (mixed precision).

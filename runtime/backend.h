@@ -41,6 +41,7 @@ class Backend {
   virtual void gelu_forward(const GeluForward& p) = 0;
   virtual void gelu_backward(const GeluBackward& p) = 0;
   virtual void add(const Add& p) = 0;
+  virtual void dropout(const Dropout& p) = 0;
   virtual void adamw_update(const AdamW& p) = 0;
   virtual double sum_of_squares(Tensor t) = 0;  // for the global gradient norm; synchronises
   virtual void cast(const Cast& p) = 0;

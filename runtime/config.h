@@ -48,6 +48,7 @@ struct TrainConfig {
   double beta2 = 0.95;
   double eps = 1e-8;
   double grad_clip = 1.0;  // 0 disables clipping
+  double dropout = 0.0;    // on embeddings and residual branches while training, [0, 1)
   uint64_t seed = 1337;
   int eval_interval = 100;
   int eval_steps = 20;

@@ -134,6 +134,7 @@ const std::vector<ConfigField>& config_fields() {
       {"train.beta2", ref<&TrainConfig::beta2>, from_up_to(0, 1)},
       {"train.eps", ref<&TrainConfig::eps>, between(0, 1)},
       {"train.grad_clip", ref<&TrainConfig::grad_clip>, at_least(0), "0 disables clipping"},
+      {"train.dropout", ref<&TrainConfig::dropout>, from_up_to(0, 1)},
       {"train.seed", ref<&TrainConfig::seed>},
       {"train.eval_interval", ref<&TrainConfig::eval_interval>, at_least(1),
        "it counts steps between evaluations"},

@@ -86,6 +86,9 @@ class CpuBackend final : public Backend {
   void add(const Add& p) override {
     cpu::add(p);
   }
+  void dropout(const Dropout& p) override {
+    cpu::dropout(p);
+  }
   void adamw_update(const AdamW& p) override {
     cpu::adamw_update(p);
   }

@@ -111,14 +111,31 @@ Tensor GPT2::flat(int64_t offset, int64_t n) const {
   return Tensor(act(offset), DType::F32, {n});
 }
 
+void GPT2::set_dropout(float p, uint64_t seed) {
+  if (!(p >= 0.0f && p < 1.0f)) fail("dropout must be in [0, 1), got {}", p);
+  dropout_p_ = p;
+  dropout_seed_ = seed;
+}
+
+void GPT2::apply_dropout(Tensor out, Tensor inp, int layer, DropoutSite site) {
+  if (forward_dropout_p_ == 0.0f) return;
+  // Every (layer, site) gets its own stream: the site index passes through SplitMix64's finaliser
+  // before it is mixed with the seed, so no two sites share a mask.
+  uint64_t z = (static_cast<uint64_t>(layer + 1) * 3 + static_cast<uint64_t>(site)) * 0xD1B54A32D192ED03ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  backend_.dropout(
+      {.out = out, .inp = inp, .p = forward_dropout_p_, .seed = forward_dropout_seed_ ^ z ^ (z >> 31)});
+}
+
 float GPT2::run_forward(Tensor tokens, Tensor targets, const Batch& batch) {
   const int64_t N = batch.N(), C = shape_.n_embd, Vp = shape_.padded_vocab();
   const GPT2Weights& w = weights_;
-  backend_.embedding_forward({.out = Tensor(act(acts_.encoded), DType::F32, {batch.B, batch.T, C}),
-                              .tokens = tokens,
-                              .wte = w.wte,
-                              .wpe = w.wpe,
-                              .pos_offset = 0});
+  forward_dropout_p_ = dropout_p_;
+  forward_dropout_seed_ = dropout_seed_;
+  const Tensor encoded = Tensor(act(acts_.encoded), DType::F32, {batch.B, batch.T, C});
+  backend_.embedding_forward({.out = encoded, .tokens = tokens, .wte = w.wte, .wpe = w.wpe, .pos_offset = 0});
+  apply_dropout(encoded, encoded, -1, DropoutSite::Embedding);
   for (int l = 0; l < shape_.n_layer; ++l) {
     const int64_t residual = l == 0 ? acts_.encoded : acts_.h[l - 1].residual_mlp;
     block_forward(l, rows(residual, N, C), batch);
@@ -187,6 +204,7 @@ void GPT2::block_forward(int layer, Tensor residual_in, const Batch& batch) {
                            .weight = w.attn_c_proj_weight,
                            .bias = w.attn_c_proj_bias,
                            .pre_gelu = {}});
+  apply_dropout(residual_attn, residual_attn, layer, DropoutSite::Attention);
   backend_.add({.out = residual_attn, .a = residual_in, .b = residual_attn});
 
   backend_.layernorm_forward({.out = ln_2,
@@ -207,6 +225,7 @@ void GPT2::block_forward(int layer, Tensor residual_in, const Batch& batch) {
                            .weight = w.mlp_c_proj_weight,
                            .bias = w.mlp_c_proj_bias,
                            .pre_gelu = {}});
+  apply_dropout(residual_mlp, residual_mlp, layer, DropoutSite::Mlp);
   backend_.add({.out = residual_mlp, .a = residual_attn, .b = residual_mlp});
 }
 
@@ -252,6 +271,7 @@ void GPT2::backward(float loss_scale) {
     const int64_t residual = l == 0 ? acts_.encoded : acts_.h[l - 1].residual_mlp;
     block_backward(l, rows(residual, N, C), d_residual, batch_);
   }
+  apply_dropout(d_residual, d_residual, -1, DropoutSite::Embedding);
   backend_.embedding_backward({.dwte = weight_grads_.wte,
                                .dwpe = weight_grads_.wpe,
                                .dout = reshaped(d_residual, {batch_.B, batch_.T, C}),
@@ -273,13 +293,19 @@ void GPT2::block_backward(int layer, Tensor residual_in, Tensor d_residual, cons
   const Tensor d_attn_out = rows(acts_.d_attn_out, N, C), d_qkv = rows(acts_.d_qkv, N, 3 * C);
   const Tensor attn_out = rows(a.attn_out, N, C), qkv = rows(a.qkv, N, 3 * C);
   backend_.fill_zero(Tensor(act(acts_.scratch), DType::F32, {acts_.scratch_floats}));
+  const bool dropout = forward_dropout_p_ > 0.0f;
 
+  // With dropout, the projection's gradient is the residual gradient through the same mask. It is
+  // staged in d_attn_out (zeroed again after use, since attention accumulates into it) and, for the
+  // attention projection, in d_ln_2 (free by then); the residual path itself keeps d_residual.
+  if (dropout) apply_dropout(d_attn_out, d_residual, layer, DropoutSite::Mlp);
   backend_.matmul_backward({.dinp = d_fc_gelu,
                             .dweight = g.mlp_c_proj_weight,
                             .dbias = g.mlp_c_proj_bias,
-                            .dout = d_residual,
+                            .dout = dropout ? d_attn_out : d_residual,
                             .inp = rows(a.fc_gelu, N, 4 * C),
                             .weight = w.mlp_c_proj_weight});
+  if (dropout) backend_.fill_zero(d_attn_out);
   backend_.gelu_backward({.dinp = d_fc_pre_gelu, .inp = rows(a.fc_pre_gelu, N, 4 * C), .dout = d_fc_gelu});
   backend_.matmul_backward({.dinp = d_ln_2,
                             .dweight = g.c_fc_weight,
@@ -296,10 +322,11 @@ void GPT2::block_backward(int layer, Tensor residual_in, Tensor d_residual, cons
                                .mean = flat(a.ln_2_mean, N),
                                .rstd = flat(a.ln_2_rstd, N)});
 
+  if (dropout) apply_dropout(d_ln_2, d_residual, layer, DropoutSite::Attention);
   backend_.matmul_backward({.dinp = d_attn_out,
                             .dweight = g.attn_c_proj_weight,
                             .dbias = g.attn_c_proj_bias,
-                            .dout = d_residual,
+                            .dout = dropout ? d_ln_2 : d_residual,
                             .inp = attn_out,
                             .weight = w.attn_c_proj_weight});
   backend_.attention_backward({.dqkv = reshaped(d_qkv, {batch.B, batch.T, 3 * C}),

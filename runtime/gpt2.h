@@ -58,6 +58,13 @@ class GPT2 {
 
   void zero_grad();
 
+  // Dropout (GPT-2's embd_pdrop and resid_pdrop) for the forwards that follow: on the embeddings and on
+  // each attention and MLP projection before it joins the residual stream; attention probabilities are
+  // not dropped. Masks are drawn from `seed` (see Dropout in kernels/ops.h), so a given (p, seed) makes
+  // forward, backward and a resumed run reproducible; backward() reuses the last forward's masks.
+  // p = 0 (the default) turns it off, as evaluation and generation need. Requires 0 <= p < 1.
+  void set_dropout(float p, uint64_t seed);
+
   // Logits of the last forward, [B*T, padded_vocab]; columns >= vocab are padding (zero).
   // Valid until backward() or the next forward.
   Tensor logits() const;
@@ -97,6 +104,9 @@ class GPT2 {
   void block_forward(int layer, Tensor residual_in, const Batch& batch);
   void block_backward(int layer, Tensor residual_in, Tensor d_residual, const Batch& batch);
   void check_batch(int B, int T) const;
+  enum class DropoutSite { Embedding, Attention, Mlp };
+  // Applies the last forward's dropout to `t` in place (a no-op when p = 0).
+  void apply_dropout(Tensor out, Tensor inp, int layer, DropoutSite site);
   float* act(int64_t offset) const { return activations_.view().as<float>() + offset; }
   Tensor rows(int64_t offset, int64_t n, int64_t cols) const;  // [n, cols] at a float offset
   Tensor flat(int64_t offset, int64_t n) const;                // [n]
@@ -113,6 +123,10 @@ class GPT2 {
   Batch batch_;
   Tensor batch_tokens_, batch_targets_;  // the views the last forward ran on
   int64_t counted_targets_ = 0;
+  float dropout_p_ = 0.0f;  // set_dropout's, for the next forward
+  uint64_t dropout_seed_ = 0;
+  float forward_dropout_p_ = 0.0f;  // what the last forward used, for its backward
+  uint64_t forward_dropout_seed_ = 0;
   std::vector<float> host_losses_;     // staging, sized once
   std::vector<int32_t> host_targets_;  // staging for device targets, sized once
 };

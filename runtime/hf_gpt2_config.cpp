@@ -105,14 +105,15 @@ void read_inkstone_object(const json& value, const std::string& name, HFGPT2Conf
 }  // namespace
 
 std::string hf_gpt2_config_json(const GPT2Shape& shape, int32_t eot_id, const std::string& run_config_yaml,
-                                const std::string& tokenizer_sha256) {
-  // Every GPT2Config field, so transformers needs no defaults. Dropout is 0: inkstone trains without it.
+                                const std::string& tokenizer_sha256, double dropout) {
+  // Every GPT2Config field, so transformers needs no defaults. The dropout is the one the model was
+  // trained with (train.dropout), on embeddings and residual branches; attention probabilities had none.
   const json doc = {
       {"activation_function", "gelu_new"},
       {"architectures", {"GPT2LMHeadModel"}},
       {"attn_pdrop", 0.0},
       {"bos_token_id", eot_id},
-      {"embd_pdrop", 0.0},
+      {"embd_pdrop", dropout},
       {"eos_token_id", eot_id},
       {"initializer_range", 0.02},
       {"layer_norm_epsilon", kLayerNormEpsilon},
@@ -124,7 +125,7 @@ std::string hf_gpt2_config_json(const GPT2Shape& shape, int32_t eot_id, const st
       {"n_layer", shape.n_layer},
       {"n_positions", shape.context},
       {"reorder_and_upcast_attn", false},
-      {"resid_pdrop", 0.0},
+      {"resid_pdrop", dropout},
       {"scale_attn_by_inverse_layer_idx", false},
       {"scale_attn_weights", true},
       {"summary_activation", nullptr},

@@ -24,7 +24,7 @@ struct HFGPT2Config {
 
 // The config.json text for a model of `shape` whose tokenizer's <|endoftext|> is `eot_id`.
 std::string hf_gpt2_config_json(const GPT2Shape& shape, int32_t eot_id, const std::string& run_config_yaml,
-                                const std::string& tokenizer_sha256);
+                                const std::string& tokenizer_sha256, double dropout = 0.0);
 
 // Reads config.json text; `name` stands for the file in messages. Besides the dimensions it checks
 // that the fields describe the GPT-2 inkstone computes (tanh GELU, LayerNorm eps 1e-5, tied

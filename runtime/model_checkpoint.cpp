@@ -145,7 +145,7 @@ void write_model_files(const fs::path& dir, const GPT2& model, const RunConfig& 
   write_file_durably(dir / kTokenizerFile, tokenizer_json);
   write_file_durably(dir / kModelConfigFile,
                      hf_gpt2_config_json(model.shape(), tokenizer->eot_id(), to_yaml(config),
-                                         tokenizer_hash(tokenizer_json)));
+                                         tokenizer_hash(tokenizer_json), config.train.dropout));
 }
 
 ModelCheckpointInfo read_model_checkpoint_info(const fs::path& dir) {

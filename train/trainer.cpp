@@ -70,6 +70,14 @@ RunData read_run_data(const RunConfig& config) {
   return data;
 }
 
+uint64_t dropout_seed_of(uint64_t seed, int64_t step, int micro_batch) {
+  uint64_t z =
+      seed ^ (static_cast<uint64_t>(step) * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(micro_batch));
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
 int64_t total_steps_of(const TrainConfig& t) {
   const int64_t tokens_per_step = int64_t{t.micro_batch} * t.seq_len * t.grad_accum;
   int64_t total = t.max_steps;
@@ -89,6 +97,9 @@ class Trainer {
   void evaluate();
   void checkpoint();
   void report_bad_step(double loss, double norm);
+  uint64_t dropout_seed(int64_t step, int micro_batch) const {
+    return dropout_seed_of(t_.seed, step, micro_batch);
+  }
 
   const RunConfig& config_;
   const TrainConfig& t_ = config_.train;
@@ -217,6 +228,8 @@ void Trainer::train_step() {
   double loss = 0;
   for (int i = 0; i < t_.grad_accum; ++i) {
     const double share = total_counted > 0 ? static_cast<double>(counted[i]) / total_counted : 0.0;
+    // A fresh mask per micro-batch, a pure function of (seed, step, micro-batch) so resume replays it.
+    model_->set_dropout(static_cast<float>(t_.dropout), dropout_seed(state_.step, i));
     const float micro_loss =
         model_->forward(std::span(inputs_).subspan(i * n, n), std::span(targets_).subspan(i * n, n), B, T);
     loss += share * micro_loss;
@@ -272,6 +285,7 @@ std::optional<double> Trainer::validation_loss() {
   const int64_t batches =
       std::min<int64_t>(t_.eval_steps, static_cast<int64_t>(val_loader_->windows_per_epoch() / B));
   val_loader_->rewind();
+  model_->set_dropout(0.0f, 0);
   const size_t n = static_cast<size_t>(B) * T;
   double nll = 0;
   int64_t counted = 0;

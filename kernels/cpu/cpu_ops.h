@@ -22,6 +22,7 @@ void cross_entropy(const CrossEntropy& p);
 void gelu_forward(const GeluForward& p);
 void gelu_backward(const GeluBackward& p);
 void add(const Add& p);
+void dropout(const Dropout& p);
 void adamw_update(const AdamW& p);
 double sum_of_squares(Tensor t);
 void cast(const Cast& p);

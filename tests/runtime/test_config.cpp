@@ -294,6 +294,7 @@ TEST(ConfigErrors, OutOfRangeValuesNameTheBounds) {
       {"train.warmup_steps", "-1", "must be >= 0, got -1"},
       {"train.weight_decay", "-0.1", "must be >= 0 and <= 1, got -0.1"},
       {"train.beta1", "1", "must be >= 0 and < 1, got 1"},
+      {"train.dropout", "1", "must be >= 0 and < 1, got 1"},
       {"train.beta2", "-0.5", "must be >= 0 and < 1, got -0.5"},
       {"train.eps", "0", "must be > 0 and < 1, got 0"},
       {"train.grad_clip", "-1", "must be >= 0 (0 disables clipping), got -1"},
@@ -458,6 +459,7 @@ const std::vector<std::string> kAllKeys = {
     "train.beta2",
     "train.eps",
     "train.grad_clip",
+    "train.dropout",
     "train.seed",
     "train.eval_interval",
     "train.eval_steps",
@@ -526,6 +528,7 @@ TEST(ConfigYaml, EveryFieldRoundTripsExactly) {
   c.train.beta2 = 0.999;
   c.train.eps = 4.9406564584124654e-324;  // the smallest subnormal double
   c.train.grad_clip = 1e10;
+  c.train.dropout = 0.125;
   c.train.seed = std::numeric_limits<uint64_t>::max();
   c.train.eval_interval = 9;
   c.train.eval_steps = 11;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -157,7 +158,9 @@ TEST_F(GPT2Golden, PaddingNeverLeaks) {
 // error h^2 f''' / 6 is relative to the gradient and measured below 3e-4. Tolerance
 // |fd - g| <= 2e-4 + 1e-3 |g| is above both (measured worst: 3.3e-5 absolute) and still far below
 // the largest gradients of every tensor (0.1 .. 0.6), so a wrong or missing gradient term fails.
-TEST_F(GPT2Golden, GradientsMatchFiniteDifferencesOfTheLoss) {
+// Central differences of the loss against backward() for the largest-gradient entry and two random
+// ones of every tensor.
+void expect_gradients_match_finite_differences(GPT2& model_, const std::function<float()>& loss_now) {
   constexpr float kStep = 1e-2f;
   constexpr double kAbsTol = 2e-4, kRelTol = 1e-3;
   model_.zero_grad();
@@ -187,6 +190,25 @@ TEST_F(GPT2Golden, GradientsMatchFiniteDifferencesOfTheLoss) {
       EXPECT_NEAR(fd, grad[i], kAbsTol + kRelTol * std::abs(grad[i])) << p.name << "[" << i << "]";
     }
   }
+}
+
+TEST_F(GPT2Golden, GradientsMatchFiniteDifferencesOfTheLoss) {
+  expect_gradients_match_finite_differences(model_, [this] { return loss_now(); });
+}
+
+TEST_F(GPT2Golden, DropoutGradientsMatchFiniteDifferencesOfTheLoss) {
+  // A fixed seed fixes the masks, so the loss is a smooth function of the weights again and backward()
+  // must be its exact gradient, masks and 1/(1-p) scaling included.
+  const float plain = loss_now();
+  model_.set_dropout(0.3f, 5);
+  const float dropped = loss_now();
+  EXPECT_NE(dropped, plain);
+  EXPECT_EQ(loss_now(), dropped);  // same seed, same masks
+  expect_gradients_match_finite_differences(model_, [this] { return loss_now(); });
+  model_.set_dropout(0.0f, 5);
+  EXPECT_EQ(loss_now(), plain);
+  EXPECT_NE(testing::error_of([&] { model_.set_dropout(1.0f, 0); }).find("dropout must be in [0, 1)"),
+            std::string::npos);
 }
 
 TEST_F(GPT2Golden, GradientsAccumulateAcrossBackwardCalls) {
