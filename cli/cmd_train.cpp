@@ -20,16 +20,30 @@ struct TrainOptions {
   std::vector<std::string> overrides;
 };
 
+// `s` as one shell word: bare when it holds only safe characters, else in single quotes.
+std::string shell_quoted(const std::string& s) {
+  const bool safe = !s.empty() && s.find_first_not_of(
+                                      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                      "0123456789_-+=.,/:@%") == std::string::npos;
+  if (safe) return s;
+  std::string quoted = "'";
+  for (char c : s) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return quoted + "'";
+}
+
 void run_train(const TrainOptions& options) {
   const RunConfig config = load_config(options.config_path, options.overrides);
   install_stop_handlers();
   const TrainResult result = train_model(config);
   if (result.stopped_by != 0) {
-    fmt::print(
-        stderr,
-        "stopped by {} after step {}; checkpoint {}\nresume with: inkstone train {} train.resume=auto\n",
-        result.stopped_by == SIGINT ? "SIGINT" : "SIGTERM", result.step, result.last_checkpoint.string(),
-        options.config_path);
+    // The same overrides (output_dir among them) lead back to the same run; only resume changes.
+    std::string command = "inkstone train " + shell_quoted(options.config_path);
+    for (const std::string& o : options.overrides) {
+      if (!o.starts_with("train.resume=")) command += " " + shell_quoted(o);
+    }
+    fmt::print(stderr, "stopped by {} after step {}; checkpoint {}\nresume with: {} train.resume=auto\n",
+               result.stopped_by == SIGINT ? "SIGINT" : "SIGTERM", result.step,
+               result.last_checkpoint.string(), command);
     return;
   }
   if (result.steps_run == 0) {

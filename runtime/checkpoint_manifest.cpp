@@ -58,8 +58,8 @@ bool verify_checkpoint_manifest(const fs::path& dir, const std::vector<std::stri
       fail("{}: does not list {}; the checkpoint is damaged: use another one", manifest.string(), name);
     }
   }
-  for (const auto& [name, hex] : expected) {
-    if (file_sha256(dir / name) != hex) {
+  for (const std::string& name : required) {
+    if (file_sha256(dir / name) != expected.at(name)) {
       fail("{}: its sha256 differs from the one in {}; the file is damaged: use another checkpoint",
            (dir / name).string(), kChecksumsFile);
     }

@@ -18,8 +18,8 @@ inline constexpr const char* kChecksumsFile = "checksums.sha256";
 void write_checkpoint_manifest(const std::filesystem::path& dir, const std::vector<std::string>& files);
 
 // When `dir` has a manifest: checks that it is well formed, lists every name in `required`, and that
-// each listed file's sha256 matches, else throws inkstone::Error naming the file. Returns false (and
-// checks nothing) when there is no manifest.
+// the sha256 of each of those files matches (other listed files are not read: eval needs no optimizer),
+// else throws inkstone::Error naming the file. Returns false (and checks nothing) without a manifest.
 bool verify_checkpoint_manifest(const std::filesystem::path& dir, const std::vector<std::string>& required);
 
 }  // namespace inkstone

@@ -153,6 +153,9 @@ ModelCheckpointInfo read_model_checkpoint_info(const fs::path& dir) {
   const fs::path tokenizer_path = checkpoint_file(dir, kTokenizerFile);
   checkpoint_file(dir, kModelWeightsFile);  // read by load_model_weights, but a missing one is reported now
   const std::string config_name = config_path.string();
+  // Training checkpoints carry checksums.sha256: a flipped bit is reported as damage here, before
+  // parsing could misread it as another model. Directories from elsewhere have none and load as they are.
+  verify_checkpoint_manifest(dir, {kModelWeightsFile, kModelConfigFile, kTokenizerFile});
 
   const HFGPT2Config hf = parse_hf_gpt2_config(read_text(config_path), config_name);
   if (!hf.has_inkstone) {
@@ -229,9 +232,6 @@ void load_model_weights(const fs::path& dir, GPT2& model) {
 
 std::unique_ptr<GPT2> load_model(const ModelCheckpointInfo& info, Backend& backend, int max_batch,
                                  int max_seq) {
-  // Training checkpoints carry checksums.sha256: a flipped bit in a weight is caught here instead of
-  // silently changing the model. Directories from elsewhere have none and load as they are.
-  verify_checkpoint_manifest(info.dir, {kModelWeightsFile, kModelConfigFile, kTokenizerFile});
   auto model = std::make_unique<GPT2>(backend, info.shape, max_batch, max_seq);
   load_model_weights(info.dir, *model);
   return model;

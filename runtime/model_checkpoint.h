@@ -42,7 +42,8 @@ struct ModelCheckpointInfo {
 };
 
 // Reads config.json and tokenizer.json of checkpoint `dir` and checks them against each other.
-// Does not read the weights. Throws inkstone::Error naming the file.
+// Does not parse the weights, but checks every model file against the checkpoint's checksums.sha256
+// when it has one (see runtime/checkpoint_manifest.h). Throws inkstone::Error naming the file.
 ModelCheckpointInfo read_model_checkpoint_info(const std::filesystem::path& dir);
 
 // Reads model.safetensors of `dir` into `model`: the names must be exactly the model's parameters
@@ -50,8 +51,7 @@ ModelCheckpointInfo read_model_checkpoint_info(const std::filesystem::path& dir)
 // to wte are accepted and skipped), each shape must match. Throws inkstone::Error naming the tensor.
 void load_model_weights(const std::filesystem::path& dir, GPT2& model);
 
-// Builds a model on `backend` sized for max_batch x max_seq (max_seq <= context) and loads `dir` into it,
-// after checking the files against the checkpoint's checksums.sha256 when it has one.
+// Builds a model on `backend` sized for max_batch x max_seq (max_seq <= context) and loads `dir` into it.
 std::unique_ptr<GPT2> load_model(const ModelCheckpointInfo& info, Backend& backend, int max_batch,
                                  int max_seq);
 

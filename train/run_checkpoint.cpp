@@ -1,6 +1,8 @@
 #include "train/run_checkpoint.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -30,13 +32,23 @@ constexpr int kStateFormat = 1;
 
 // The step number of a checkpoint directory name, or -1 when it is not one.
 int64_t step_of(const std::string& name) {
-  if (!name.starts_with(kCheckpointPrefix) || name.size() != kCheckpointPrefix.size() + 8) return -1;
+  // checkpoint_name pads to 8 digits; steps past 10^8 take more.
+  if (!name.starts_with(kCheckpointPrefix) || name.size() < kCheckpointPrefix.size() + 8 ||
+      name.size() > kCheckpointPrefix.size() + 18) {
+    return -1;
+  }
   int64_t step = 0;
   for (char c : name.substr(kCheckpointPrefix.size())) {
     if (c < '0' || c > '9') return -1;
     step = step * 10 + (c - '0');
   }
   return step;
+}
+
+// ".step_00000600.tmp": a hidden sibling of a checkpoint, never taken for one. (fmt rather than
+// operator+, which trips a false -Wrestrict in GCC 12.)
+std::string aside_name(const std::string& name, const char* suffix) {
+  return fmt::format(".{}.{}", name, suffix);
 }
 
 std::vector<float> download_floats(Backend& backend, Tensor t) {
@@ -90,8 +102,20 @@ void remove_all_or_fail(const fs::path& path) {
 
 void rename_or_fail(const fs::path& from, const fs::path& to) {
   if (std::rename(from.c_str(), to.c_str()) != 0) {
-    fail("cannot rename {} to {}: {}", from.string(), to.string(), std::strerror(errno));
+    fail("cannot rename {} to {}: {}; check the permissions and free space of the output folder",
+         from.string(), to.string(), std::strerror(errno));
   }
+}
+
+// Swaps two directories in one step (renameat2 RENAME_EXCHANGE). False where the system cannot.
+bool exchange_directories(const fs::path& a, const fs::path& b) {
+#ifdef RENAME_EXCHANGE
+  return ::renameat2(AT_FDCWD, a.c_str(), AT_FDCWD, b.c_str(), RENAME_EXCHANGE) == 0;
+#else
+  (void)a;
+  (void)b;
+  return false;
+#endif
 }
 
 // Points OUTPUT_DIR/latest at `name` atomically: a new symlink renamed over the old one.
@@ -101,7 +125,8 @@ void update_latest(const fs::path& output_dir, const std::string& name) {
   std::error_code ec;
   fs::remove(tmp, ec);
   if (::symlink(name.c_str(), tmp.c_str()) != 0) {
-    fail("cannot create {}: {}", tmp.string(), std::strerror(errno));
+    fail("cannot create {}: {}; check the permissions of the output folder", tmp.string(),
+         std::strerror(errno));
   }
   rename_or_fail(tmp, link);
   fsync_directory(output_dir);
@@ -119,7 +144,13 @@ void apply_retention(const fs::path& output_dir, const std::string& latest_name,
   std::sort(checkpoints.begin(), checkpoints.end());
   const size_t keep_others = static_cast<size_t>(std::max(keep_last - 1, 0));
   while (checkpoints.size() > keep_others) {
-    remove_all_or_fail(checkpoints.front().second);
+    // Renamed out of the step_N namespace first, so a kill mid-delete never leaves a partial directory
+    // under a checkpoint's name; the sweep below (or the next write's) removes the rest.
+    const fs::path& doomed = checkpoints.front().second;
+    const fs::path old = doomed.parent_path() / aside_name(doomed.filename().string(), "old");
+    remove_all_or_fail(old);
+    rename_or_fail(doomed, old);
+    remove_all_or_fail(old);
     checkpoints.erase(checkpoints.begin());
   }
 }
@@ -171,8 +202,9 @@ fs::path write_run_checkpoint(const fs::path& output_dir, const GPT2& model, con
                               const std::string& tokenizer_json, int keep_last) {
   const std::string name = checkpoint_name(state.step);
   const fs::path final_dir = output_dir / name;
-  const fs::path tmp_dir = output_dir / ("." + name + ".tmp");
-  remove_all_or_fail(tmp_dir);  // left by a crash in an earlier write
+  const fs::path tmp_dir = output_dir / aside_name(name, "tmp");
+  bool tmp_dir_holds_old = true;  // after an exchange with an existing checkpoint of this step
+  remove_all_or_fail(tmp_dir);    // left by a crash in an earlier write
   std::error_code ec;
   fs::create_directories(tmp_dir, ec);
   if (ec)
@@ -188,12 +220,18 @@ fs::path write_run_checkpoint(const fs::path& output_dir, const GPT2& model, con
   // A checkpoint of this step can exist when a killed run got past it before `latest` moved: the
   // resumed run recomputes the same step, so the new copy replaces it.
   if (fs::exists(final_dir)) {
-    const fs::path old_dir = output_dir / ("." + name + ".old");
-    remove_all_or_fail(old_dir);
-    rename_or_fail(final_dir, old_dir);
-    rename_or_fail(tmp_dir, final_dir);
+    // Swapped atomically, so `latest`, which may name this step, never points at a missing directory.
+    // Where the file system cannot exchange, `latest` is first moved to a temporary copy of the old one.
+    if (!exchange_directories(tmp_dir, final_dir)) {
+      const fs::path old_dir = output_dir / aside_name(name, "old");
+      remove_all_or_fail(old_dir);
+      rename_or_fail(final_dir, old_dir);
+      update_latest(output_dir, old_dir.filename().string());
+      rename_or_fail(tmp_dir, final_dir);
+      tmp_dir_holds_old = false;
+    }
     fsync_directory(output_dir);
-    remove_all_or_fail(old_dir);
+    remove_all_or_fail(tmp_dir_holds_old ? tmp_dir : output_dir / aside_name(name, "old"));
   } else {
     rename_or_fail(tmp_dir, final_dir);
     fsync_directory(output_dir);
@@ -220,7 +258,14 @@ std::optional<fs::path> latest_checkpoint(const fs::path& output_dir) {
   }
   const fs::path target = fs::read_symlink(link, ec);
   const fs::path dir = output_dir / target;
-  if (ec || step_of(target.filename().string()) < 0 || !fs::is_directory(dir)) {
+  std::string name = target.filename().string();
+  // A write that replaces an existing step where directories cannot be exchanged parks `latest` on
+  // .step_N.old for a moment; a crash then leaves it there, still a complete checkpoint.
+  if (name.size() > 5 && name.starts_with(".") && name.ends_with(".old")) {
+    name.erase(name.size() - 4);
+    name.erase(0, 1);
+  }
+  if (ec || target.has_parent_path() || step_of(name) < 0 || !fs::is_directory(dir)) {
     fail(
         "{} points to {}, which is not a checkpoint directory; point it at one (ln -sfn step_NNNNNNNN {}) or "
         "remove it to start over",

@@ -1,6 +1,12 @@
 #include "train/run_directory.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <fstream>
 #include <sstream>
@@ -28,7 +34,7 @@ std::string read_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream text;
   text << in.rdbuf();
-  if (!in) fail("cannot read {}", path.string());
+  if (!in) fail("cannot read {}; check its permissions", path.string());
   return text.str();
 }
 
@@ -67,8 +73,8 @@ void check_same_run(const RunConfig& config, const GPT2Shape& shape) {
   }
 }
 
-// The checkpoint at `ckpt` was trained with this model and tokenizer. Throws otherwise.
-void check_checkpoint_matches(const fs::path& ckpt, const GPT2Shape& shape,
+// The checkpoint at `ckpt` was trained with this model, tokenizer and data order. Throws otherwise.
+void check_checkpoint_matches(const fs::path& ckpt, const RunConfig& config, const GPT2Shape& shape,
                               const std::string& tokenizer_sha256) {
   const ModelCheckpointInfo info = read_model_checkpoint_info(ckpt);
   if (!(info.shape == shape)) {
@@ -85,7 +91,42 @@ void check_checkpoint_matches(const fs::path& ckpt, const GPT2Shape& shape,
         "with its tokenizer.json, or start a new run",
         ckpt.string());
   }
-  read_train_state(ckpt);  // a model-only checkpoint (an export) cannot resume a run
+  const TrainState state = read_train_state(ckpt);  // a model-only checkpoint (an export) cannot resume a run
+  const TrainConfig& was = info.config.train;
+  const TrainConfig& now = config.train;
+  const std::pair<const char*, std::pair<int64_t, int64_t>> data_order[] = {
+      {"train.micro_batch", {was.micro_batch, now.micro_batch}},
+      {"train.seq_len", {was.seq_len, now.seq_len}},
+      {"train.grad_accum", {was.grad_accum, now.grad_accum}},
+  };
+  for (const auto& [key, values] : data_order) {
+    if (values.first != values.second) {
+      fail(
+          "cannot resume from {}: it was trained with {} {}, the config says {}; the data order would "
+          "change, so "
+          "resume with {}={} or start a new run",
+          ckpt.string(), key, values.first, values.second, key, values.first);
+    }
+  }
+  if (state.data_seed != now.seed) {
+    fail(
+        "cannot resume from {}: it was trained with train.seed {}, the config says {}; resume with "
+        "train.seed={} or start a new run",
+        ckpt.string(), state.data_seed, now.seed, state.data_seed);
+  }
+  if (state.world_size != 1) {
+    fail("cannot resume from {}: it was trained by {} processes, this run has 1; resume with the same number",
+         ckpt.string(), state.world_size);
+  }
+}
+
+// Checkpoint folders of a run (step_N), whether or not `latest` names one.
+bool has_checkpoints(const fs::path& dir) {
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (entry.is_directory() && name.starts_with("step_")) return true;
+  }
+  return false;
 }
 
 void create_output_dir(const fs::path& dir) {
@@ -101,11 +142,32 @@ std::string describe_shape(const GPT2Shape& s) {
                      s.context, s.vocab);
 }
 
-std::optional<fs::path> open_run_directory(const RunConfig& config, const GPT2Shape& shape,
-                                           const std::string& tokenizer_sha256) {
+RunDirectoryLock::RunDirectoryLock(const fs::path& dir) {
+  fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd_ < 0) fail("cannot open output_dir {}: {}", dir.string(), std::strerror(errno));
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    ::close(fd_);
+    fd_ = -1;
+    fail(
+        "another `inkstone train` is using output_dir {}; wait for it to finish, or choose another "
+        "output_dir",
+        dir.string());
+  }
+}
+
+RunDirectoryLock::~RunDirectoryLock() {
+  if (fd_ >= 0) ::close(fd_);  // closing the last descriptor releases the flock
+}
+
+RunDirectory open_run_directory(const RunConfig& config, const GPT2Shape& shape,
+                                const std::string& tokenizer_sha256) {
   const fs::path dir(config.output_dir);
+  RunDirectory run;
+  // Locked before it is inspected, so a second process cannot pass the same checks at the same time.
+  // An absent folder is created first (an empty one is what a fresh run may use anyway).
+  if (fs::exists(dir) && fs::is_directory(dir)) run.lock = std::make_unique<RunDirectoryLock>(dir);
   const std::string& resume = config.train.resume;
-  std::optional<fs::path> from;
+  std::optional<fs::path>& from = run.resume_from;
   if (resume == "none") {
     if (!is_empty_or_absent(dir)) {
       const bool is_run = fs::is_regular_file(dir / kRunConfigFile);
@@ -117,6 +179,12 @@ std::optional<fs::path> open_run_directory(const RunConfig& config, const GPT2Sh
   } else if (resume == "auto") {
     check_same_run(config, shape);
     if (fs::exists(dir)) from = latest_checkpoint(dir);
+    if (!from && fs::exists(dir) && has_checkpoints(dir)) {
+      fail(
+          "output_dir {} holds checkpoints but no `latest`; point it at the one to continue from "
+          "(ln -sfn step_NNNNNNNN {}/latest), or set output_dir to a new folder",
+          dir.string(), dir.string());
+    }
   } else {
     from = fs::path(resume);
     if (!fs::is_directory(*from)) {
@@ -127,9 +195,12 @@ std::optional<fs::path> open_run_directory(const RunConfig& config, const GPT2Sh
     }
     check_same_run(config, shape);
   }
-  if (from) check_checkpoint_matches(*from, shape, tokenizer_sha256);
-  create_output_dir(dir);
-  return from;
+  if (from) check_checkpoint_matches(*from, config, shape, tokenizer_sha256);
+  if (!run.lock) {
+    create_output_dir(dir);
+    run.lock = std::make_unique<RunDirectoryLock>(dir);
+  }
+  return run;
 }
 
 }  // namespace inkstone

@@ -7,10 +7,14 @@
 //                 `latest` (or starts over when the run has no checkpoint yet);
 //   resume PATH   starts from checkpoint PATH (same model and tokenizer), writing into output_dir, which
 //                 must be absent, empty or a run of the same model.
+// Resuming also refuses a checkpoint trained with another micro_batch, seq_len, grad_accum or seed: the
+// data order would silently change. While a run trains, it holds an exclusive lock (flock) on its
+// folder, so a second `inkstone train` into the same output_dir is refused instead of interleaving.
 // Every refusal is one line naming the folder, what it holds and what to do.
 #pragma once
 
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -24,10 +28,27 @@ inline constexpr const char* kRunConfigFile = "config.yaml";
 std::string describe_shape(
     const GPT2Shape& shape);  // "n_layer 4, n_head 4, n_embd 128, context 256, vocab 257"
 
-// Checks output_dir and the resume setting against `config` (whose model resolves to `shape` with the
-// prepared tokenizer, whose hash is `tokenizer_sha256`), creates output_dir, and returns the
-// checkpoint to resume from (nullopt: start from freshly initialised weights).
-std::optional<std::filesystem::path> open_run_directory(const RunConfig& config, const GPT2Shape& shape,
-                                                        const std::string& tokenizer_sha256);
+// An exclusive flock on a directory, released on destruction (or when the process dies).
+class RunDirectoryLock {
+ public:
+  explicit RunDirectoryLock(const std::filesystem::path& dir);  // throws inkstone::Error when taken
+  ~RunDirectoryLock();
+  RunDirectoryLock(const RunDirectoryLock&) = delete;
+  RunDirectoryLock& operator=(const RunDirectoryLock&) = delete;
+
+ private:
+  int fd_ = -1;
+};
+
+struct RunDirectory {
+  std::optional<std::filesystem::path> resume_from;  // nullopt: start from freshly initialised weights
+  std::unique_ptr<RunDirectoryLock> lock;            // held for the whole run
+};
+
+// Locks output_dir (creating it), checks it and the resume setting against `config` (whose model
+// resolves to `shape` with the prepared tokenizer, whose hash is `tokenizer_sha256`), and says where
+// the run starts from.
+RunDirectory open_run_directory(const RunConfig& config, const GPT2Shape& shape,
+                                const std::string& tokenizer_sha256);
 
 }  // namespace inkstone

@@ -105,6 +105,7 @@ class Trainer {
   const TrainConfig& t_ = config_.train;
   TrainHooks hooks_;
   RunData data_;
+  RunDirectory run_directory_;  // holds the output folder's lock for the whole run
   GPT2Shape shape_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<GPT2> model_;
@@ -135,7 +136,8 @@ void Trainer::setup() {
     const int64_t ram = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
     check_fits_in_memory(config_.model.preset, shape_, t_, ram, /*on_gpu=*/false);
   }
-  const std::optional<fs::path> resume_from = open_run_directory(config_, shape_, data_.tokenizer_sha256);
+  run_directory_ = open_run_directory(config_, shape_, data_.tokenizer_sha256);
+  const std::optional<fs::path>& resume_from = run_directory_.resume_from;
   const fs::path out(config_.output_dir);
 
   model_ = std::make_unique<GPT2>(*backend_, shape_, t_.micro_batch, t_.seq_len);
@@ -153,10 +155,6 @@ void Trainer::setup() {
   }
   if (resume_from) {
     state_ = load_run_checkpoint(*resume_from, *model_, *optimizer_);
-    if (state_.data_seed != t_.seed) {
-      fail("cannot resume from {}: it was trained with train.seed {}, the config says {}; use the same seed",
-           resume_from->string(), state_.data_seed, t_.seed);
-    }
     train_loader_->restore(state_.data_cursor);
     elapsed_before_ = state_.elapsed_s;
     last_checkpoint_step_ = state_.step;

@@ -84,11 +84,14 @@ TEST_F(TrainCommand, WritesConfigMetricsAndCheckpointsAndLearns) {
 }
 
 TEST_F(TrainCommand, ResumedRunGivesBitIdenticalLossesAndWeights) {
-  ASSERT_EQ(run_cli(train_args(run)).exit_code, 0);
+  // Dropout masks and accumulated micro-batches are part of what a resume must replay exactly.
+  const std::vector<std::string> with{"train.dropout=0.1", "train.grad_accum=2"};
+  ASSERT_EQ(run_cli(train_args(run, with)).exit_code, 0);
   const fs::path resumed = tmp / "resumed";
-  const CommandResult r =
-      run_cli(train_args(run, {"train.resume=" + (run.output_dir / "step_00000004").string(),
-                               "output_dir=" + resumed.string()}));
+  auto args = train_args(run, with);
+  args.insert(args.end(), {"train.resume=" + (run.output_dir / "step_00000004").string(),
+                           "output_dir=" + resumed.string()});
+  const CommandResult r = run_cli(args);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("resumed from"), std::string::npos);
   const auto full = losses_of(run.output_dir), part = losses_of(resumed);
@@ -133,6 +136,64 @@ TEST_F(TrainCommand, SigtermFinishesTheStepCheckpointsAndResumesExactly) {
   const auto resumed = losses_of(run.output_dir), reference = losses_of(tmp / "straight");
   ASSERT_EQ(resumed.size(), reference.size());
   for (const auto& [step, loss] : reference) EXPECT_EQ(resumed.at(step), loss) << "step " << step;
+}
+
+TEST_F(TrainCommand, SigintStopsGracefullyAndPrintsTheResumeCommand) {
+  const std::string out = "output_dir=" + (tmp / "elsewhere").string();
+  CliProcess process(train_args(run, {"train.max_steps=1000000", out}));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (losses_of(tmp / "elsewhere").size() < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  process.kill(SIGINT);
+  const CommandResult r = process.wait();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("stopped by SIGINT"), std::string::npos) << r.err;
+  // The printed command keeps the overrides, so it continues this run and not the config's default one.
+  EXPECT_NE(r.err.find(out + " train.resume=auto"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::is_symlink(tmp / "elsewhere" / "latest"));
+}
+
+TEST_F(TrainCommand, RewindingIntoTheSameRunRewritesItsCheckpointsExactly) {
+  ASSERT_EQ(run_cli(train_args(run)).exit_code, 0);
+  const std::string first = read_file(run.output_dir / "step_00000008" / "model.safetensors");
+  // Resuming from step 4 in the same folder writes step 8 again, the checkpoint `latest` names.
+  const CommandResult r =
+      run_cli(train_args(run, {"train.resume=" + (run.output_dir / "step_00000004").string()}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(fs::read_symlink(run.output_dir / "latest"), "step_00000008");
+  EXPECT_EQ(read_file(run.output_dir / "step_00000008" / "model.safetensors"), first);
+  for (const auto& e : fs::directory_iterator(run.output_dir)) {
+    EXPECT_FALSE(e.path().filename().string().starts_with(".step_")) << e.path();
+  }
+}
+
+TEST_F(TrainCommand, RefusesASecondProcessOnTheSameRun) {
+  CliProcess first(train_args(run, {"train.max_steps=1000000"}));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (losses_of(run.output_dir).empty() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  const CommandResult second = run_cli(train_args(run, {"train.resume=auto"}));
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_EQ(count_lines(second.err), 1) << second.err;
+  EXPECT_NE(second.err.find("another `inkstone train` is using output_dir"), std::string::npos) << second.err;
+}
+
+TEST_F(TrainCommand, RefusesToResumeWithAnotherDataOrder) {
+  ASSERT_EQ(run_cli(train_args(run)).exit_code, 0);
+  const CommandResult r = run_cli(train_args(run, {"train.micro_batch=2", "train.resume=auto"}));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(count_lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("train.micro_batch 4, the config says 2"), std::string::npos) << r.err;
+}
+
+TEST_F(TrainCommand, RefusesCheckpointsWithoutLatest) {
+  ASSERT_EQ(run_cli(train_args(run)).exit_code, 0);
+  fs::remove(run.output_dir / "latest");
+  const CommandResult r = run_cli(train_args(run, {"train.resume=auto"}));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("holds checkpoints but no `latest`"), std::string::npos) << r.err;
 }
 
 TEST_F(TrainCommand, KeepsTheLastNCheckpoints) {
@@ -180,6 +241,7 @@ TEST_F(TrainCommand, RefusesAnOutputDirectoryHoldingAnotherRun) {
 
 TEST_F(TrainCommand, RefusesToResumeAModelOfAnotherShape) {
   ASSERT_EQ(run_cli(train_args(run)).exit_code, 0);
+  const auto before = snapshot(run.output_dir);
   const CommandResult r =
       run_cli(train_args(run, {"model.n_layer=3", "train.resume=" + (run.output_dir / "latest").string(),
                                "output_dir=" + (tmp / "other").string()}));
@@ -187,6 +249,8 @@ TEST_F(TrainCommand, RefusesToResumeAModelOfAnotherShape) {
   EXPECT_EQ(count_lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find("its model is n_layer 2"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("n_layer 3"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "other"));
+  EXPECT_EQ(snapshot(run.output_dir), before);
 }
 
 // Damages a copy of the last checkpoint with `damage` and checks that resuming from it is one clear

@@ -93,6 +93,15 @@ TEST(RunCheckpoint, KeepsLastNAndRemovesStaleTemporaries) {
   EXPECT_EQ(names, (std::vector<std::string>{"latest", "step_00000003", "step_00000004"}));
 }
 
+TEST(RunCheckpoint, StepsBeyondEightDigitsKeepWorking) {
+  TempDir tmp;
+  TinyModel a;
+  TrainState state;
+  state.step = 123'456'789;
+  write_run_checkpoint(tmp.path(), a.model, a.optimizer, state, tiny_config(), ByteTokenizer().to_json(), 1);
+  EXPECT_EQ(latest_checkpoint(tmp.path()), tmp / "step_123456789");
+}
+
 TEST(RunCheckpoint, LatestPointingNowhereIsAClearError) {
   TempDir tmp;
   fs::create_directory_symlink("step_00000009", tmp / "latest");
@@ -115,6 +124,17 @@ TEST(RunCheckpoint, SigkillAtAnyInstantLeavesALatestThatLoadsAndResumes) {
   int64_t last_step = 0;
   int killed_mid_write = 0;
   constexpr int kKills = 25;
+  {
+    // The first process runs until its first checkpoint exists, so that every kill below (start-up
+    // included) lands in a run that resumes.
+    CliProcess first(forever);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (!latest_checkpoint(run.output_dir) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    first.kill(SIGKILL);
+    first.wait();
+  }
   for (int i = 0; i < kKills; ++i) {
     {
       CliProcess process(forever);  // each one resumes from the `latest` the previous one left
@@ -123,13 +143,11 @@ TEST(RunCheckpoint, SigkillAtAnyInstantLeavesALatestThatLoadsAndResumes) {
       process.wait();
     }
     for (const auto& e : fs::directory_iterator(run.output_dir)) {
-      if (e.path().filename().string().ends_with(".tmp")) ++killed_mid_write;
+      const std::string name = e.path().filename().string();
+      if (name.starts_with(".step_") && name.ends_with(".tmp")) ++killed_mid_write;
     }
     const auto latest = latest_checkpoint(run.output_dir);
-    if (!latest) {
-      ASSERT_EQ(last_step, 0) << "kill " << i << ": `latest` vanished";
-      continue;
-    }
+    ASSERT_TRUE(latest.has_value()) << "kill " << i << ": `latest` vanished";
     const TrainState state = read_train_state(*latest);
     ASSERT_GE(state.step, last_step) << "kill " << i << ": `latest` went backwards";
     last_step = state.step;
