@@ -197,6 +197,7 @@ RunDirectory open_run_directory(const RunConfig& config, const GPT2Shape& shape,
   }
   if (from) check_checkpoint_matches(*from, config, shape, tokenizer_sha256);
   if (!run.lock) {
+    run.created = !fs::exists(dir);
     create_output_dir(dir);
     run.lock = std::make_unique<RunDirectoryLock>(dir);
   }

@@ -43,6 +43,7 @@ class RunDirectoryLock {
 struct RunDirectory {
   std::optional<std::filesystem::path> resume_from;  // nullopt: start from freshly initialised weights
   std::unique_ptr<RunDirectoryLock> lock;            // held for the whole run
+  bool created = false;                              // output_dir did not exist before
 };
 
 // Locks output_dir (creating it), checks it and the resume setting against `config` (whose model

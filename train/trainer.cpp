@@ -92,6 +92,7 @@ class Trainer {
 
  private:
   void setup();
+  void build_model_and_data();  // the model, optimizer and loaders, restored from the resume checkpoint
   void train_step();
   std::optional<double> validation_loss();
   void evaluate();
@@ -105,7 +106,8 @@ class Trainer {
   const TrainConfig& t_ = config_.train;
   TrainHooks hooks_;
   RunData data_;
-  RunDirectory run_directory_;  // holds the output folder's lock for the whole run
+  RunDirectory run_directory_;
+  std::string device_line_;  // holds the output folder's lock for the whole run
   GPT2Shape shape_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<GPT2> model_;
@@ -123,22 +125,8 @@ class Trainer {
   std::vector<int32_t> inputs_, targets_;  // [grad_accum][B*T], filled before the step's first forward
 };
 
-void Trainer::setup() {
-  data_ = read_run_data(config_);
-  shape_ = resolve_shape(config_.model, data_.vocab);
-  if (t_.seq_len > shape_.context) {
-    fail("{}: train.seq_len {} exceeds the model's context {}; lower train.seq_len or raise model.context",
-         config_.source, t_.seq_len, shape_.context);
-  }
-  std::string chosen;
-  backend_ = make_backend(config_.device, &chosen);
-  if (backend_->kind() == DeviceKind::CPU) {
-    const int64_t ram = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
-    check_fits_in_memory(config_.model.preset, shape_, t_, ram, /*on_gpu=*/false);
-  }
-  run_directory_ = open_run_directory(config_, shape_, data_.tokenizer_sha256);
+void Trainer::build_model_and_data() {
   const std::optional<fs::path>& resume_from = run_directory_.resume_from;
-  const fs::path out(config_.output_dir);
 
   model_ = std::make_unique<GPT2>(*backend_, shape_, t_.micro_batch, t_.seq_len);
   optimizer_ = std::make_unique<AdamWOptimizer>(
@@ -162,17 +150,46 @@ void Trainer::setup() {
     model_->initialize(t_.seed);
     state_.data_seed = t_.seed;
   }
+}
+
+void Trainer::setup() {
+  data_ = read_run_data(config_);
+  shape_ = resolve_shape(config_.model, data_.vocab);
+  if (t_.seq_len > shape_.context) {
+    fail("{}: train.seq_len {} exceeds the model's context {}; lower train.seq_len or raise model.context",
+         config_.source, t_.seq_len, shape_.context);
+  }
+  backend_ = make_backend(config_.device, &device_line_);  // with `auto`, it says what it chose and why
+  if (backend_->kind() == DeviceKind::CPU) {
+    const int64_t ram = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
+    check_fits_in_memory(config_.model.preset, shape_, t_, ram, /*on_gpu=*/false);
+  }
+  run_directory_ = open_run_directory(config_, shape_, data_.tokenizer_sha256);
+  try {
+    build_model_and_data();
+  } catch (...) {
+    // A refused start (a damaged checkpoint, say) leaves no trace: a folder this run created and
+    // left empty goes again.
+    std::error_code ec;
+    if (run_directory_.created && fs::is_empty(config_.output_dir, ec)) {
+      run_directory_.lock.reset();
+      fs::remove(config_.output_dir, ec);
+    }
+    throw;
+  }
+  const std::optional<fs::path>& resume_from = run_directory_.resume_from;
+  const fs::path out(config_.output_dir);
   state_.config_yaml = to_yaml(config_);
   write_file_durably(out / kRunConfigFile, state_.config_yaml);
   metrics_ = std::make_unique<MetricsLog>(out / kMetricsFile);
-  progress_ = std::make_unique<Progress>(stderr, isatty(fileno(stderr)) != 0,
-                                         static_cast<int>(std::max<int64_t>(1, total_steps_of(t_) / 50)));
   total_steps_ = total_steps_of(t_);
+  progress_ = std::make_unique<Progress>(stderr, isatty(fileno(stderr)) != 0,
+                                         static_cast<int>(std::max<int64_t>(1, total_steps_ / 50)));
 
   const int64_t tokens_per_step = int64_t{t_.micro_batch} * t_.seq_len * t_.grad_accum;
   progress_->message(fmt::format("model: {} ({}), {:.2f}M parameters; device: {}", config_.model.preset,
                                  describe_shape(shape_), static_cast<double>(shape_.num_parameters()) / 1e6,
-                                 backend_->describe()));
+                                 device_line_));
   progress_->message(fmt::format(
       "data: {} training tokens, {} validation tokens; {} x {} x {} = {} tokens per step; {} steps ({:.1f} "
       "epochs)",

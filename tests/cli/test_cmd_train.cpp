@@ -267,7 +267,7 @@ void expect_resume_refused(const TinyRun& run, const fs::path& tmp, const std::s
   EXPECT_EQ(r.exit_code, 1) << file;
   EXPECT_EQ(count_lines(r.err), 1) << r.err;
   EXPECT_NE(r.err.find(file), std::string::npos) << r.err;
-  EXPECT_FALSE(fs::exists(out / "config.yaml"));
+  EXPECT_FALSE(fs::exists(out)) << "a refused resume leaves no folder behind";
 }
 
 TEST_F(TrainCommand, RefusesCorruptedCheckpoints) {

@@ -77,6 +77,31 @@ TEST(Trainer, StopsAfterMaxBadStepsInARow) {
   EXPECT_NE(error.find("train.resume=auto"), std::string::npos) << error;
 }
 
+TEST(Trainer, ANonFiniteLossSkipsTheStepBeforeTheOptimizer) {
+  // A NaN weight makes every later forward's loss NaN (the gradients never get a say): the loss branch
+  // must skip those steps, count them and stop the run after max_bad_steps.
+  TempDir tmp;
+  const TinyRun run = make_tiny_run(tmp.path());
+  const RunConfig config = config_of(run, {"train.max_steps=20", "train.max_bad_steps=2"});
+  TrainHooks hooks;
+  hooks.after_backward = [](int64_t step, GPT2& model) {
+    if (step != 1) return;
+    std::vector<float> ln = model.read_parameter("ln_f.weight");
+    ln[0] = std::numeric_limits<float>::quiet_NaN();
+    model.write_parameter("ln_f.weight", ln);
+  };
+  const std::string error = error_of([&] { train_model(config, hooks); });
+  // Step 2's update carries the NaN weight along (its gradients are finite); steps 3 and 4 have NaN losses.
+  EXPECT_NE(error.find("training stopped at step 4: 2 steps in a row"), std::string::npos) << error;
+  std::vector<bool> skipped;
+  std::istringstream lines(read_file(run.output_dir / "metrics.jsonl"));
+  for (std::string line; std::getline(lines, line);) {
+    const auto record = nlohmann::json::parse(line);
+    if (record.contains("loss")) skipped.push_back(record["skipped"].get<bool>());
+  }
+  EXPECT_EQ(skipped, (std::vector<bool>{false, false, true}));  // step 4 stops before it is logged
+}
+
 // (step, loss, grad_norm) of every training record of a run.
 std::vector<std::array<double, 3>> steps_of(const fs::path& run_dir) {
   std::vector<std::array<double, 3>> steps;
