@@ -288,7 +288,8 @@ void Trainer::train_step() {
                              .loss = loss,
                              .lr = lr,
                              .grad_norm = norm,
-                             .tokens_per_s = tokens_per_s,
+                             // The bar shows the smoothed rate: single steps jitter on a shared machine.
+                             .tokens_per_s = static_cast<double>(n * t_.grad_accum) / step_seconds_ema_,
                              .elapsed_s = elapsed,
                              .eta_s = step_seconds_ema_ * static_cast<double>(total_steps_ - state_.step)});
 }
