@@ -6,6 +6,7 @@
 
 #include "runtime/error.h"
 #include "runtime/gpt2.h"
+#include "runtime/json_limits.h"
 
 namespace inkstone {
 namespace {
@@ -26,7 +27,7 @@ class ConfigReader {
   int dimension(const char* key) const {
     const json& value = required(key);
     if (!value.is_number_integer() || value.get<int64_t>() < 1 || value.get<int64_t>() > INT_MAX) {
-      fail("{}: \"{}\" is {}, not a positive integer; restore the file", name_, key, value.dump());
+      fail("{}: \"{}\" is {}, not a positive integer; restore the file", name_, key, json_excerpt(value));
     }
     return value.get<int>();
   }
@@ -35,7 +36,7 @@ class ConfigReader {
     const json* value = optional(key);
     if (!value || value->is_null()) return -1;
     if (!value->is_number_integer() || value->get<int64_t>() < 0) {
-      fail("{}: \"{}\" is {}, not a token id; restore the file", name_, key, value->dump());
+      fail("{}: \"{}\" is {}, not a token id; restore the file", name_, key, json_excerpt(*value));
     }
     return value->get<int64_t>();
   }
@@ -45,7 +46,8 @@ class ConfigReader {
   void require_value(const char* key, const json& expected, const json& also = json()) const {
     const json* value = optional(key);
     if (!value || *value == expected || (!also.is_null() && *value == also)) return;
-    fail("{}: \"{}\" is {} but must be {}; {}", name_, key, value->dump(), expected.dump(), kCannotLoad);
+    fail("{}: \"{}\" is {} but must be {}; {}", name_, key, json_excerpt(*value), expected.dump(),
+         kCannotLoad);
   }
 
   void require_layer_norm_epsilon() const {
@@ -54,7 +56,8 @@ class ConfigReader {
     // Written as 1e-05 by Python and by us; a relative 1e-9 tolerates any decimal rendering of it.
     if (!value->is_number() ||
         std::abs(value->get<double>() - kLayerNormEpsilon) > 1e-9 * kLayerNormEpsilon) {
-      fail("{}: \"layer_norm_epsilon\" is {} but must be 1e-05; {}", name_, value->dump(), kCannotLoad);
+      fail("{}: \"layer_norm_epsilon\" is {} but must be 1e-05; {}", name_, json_excerpt(*value),
+           kCannotLoad);
     }
   }
 
@@ -80,7 +83,7 @@ void read_inkstone_object(const json& value, const std::string& name, HFGPT2Conf
   const ConfigReader fields(value, name);
   const json& format = fields.required("format");
   if (!format.is_number_integer() || format.get<int64_t>() < 1) {
-    fail("{}: inkstone.format is {}, not a format number; restore the file", name, format.dump());
+    fail("{}: inkstone.format is {}, not a format number; restore the file", name, json_excerpt(format));
   }
   if (format.get<int64_t>() != kCheckpointFormat) {
     fail(
@@ -96,7 +99,7 @@ void read_inkstone_object(const json& value, const std::string& name, HFGPT2Conf
       sha.is_string() && sha.get_ref<const std::string&>().size() == 64 &&
       sha.get_ref<const std::string&>().find_first_not_of("0123456789abcdef") == std::string::npos;
   if (!hex)
-    fail("{}: inkstone.tokenizer_sha256 is {}, not 64 hex digits; restore the file", name, sha.dump());
+    fail("{}: inkstone.tokenizer_sha256 is {}, not 64 hex digits; restore the file", name, json_excerpt(sha));
   out.has_inkstone = true;
   out.run_config_yaml = run_config.get<std::string>();
   out.tokenizer_sha256 = sha.get<std::string>();
@@ -148,16 +151,18 @@ std::string hf_gpt2_config_json(const GPT2Shape& shape, int32_t eot_id, const st
 HFGPT2Config parse_hf_gpt2_config(std::string_view text, const std::string& name) {
   json doc;
   try {
-    doc = json::parse(text);
+    doc = parse_json_bounded(text);
   } catch (const json::exception& e) {
     fail("{}: not valid JSON ({}); restore the file", name, e.what());
+  } catch (const JsonTooDeep& e) {
+    fail("{}: not a GPT-2 config.json ({}); restore the file", name, e.what());
   }
   if (!doc.is_object()) fail("{}: is {}, not a JSON object; restore the file", name, doc.type_name());
   const ConfigReader fields(doc, name);
   const json& model_type = fields.required("model_type");
   if (model_type != "gpt2") {
     fail("{}: model_type is {}; inkstone reads GPT-2 models (model_type \"gpt2\") only", name,
-         model_type.dump());
+         json_excerpt(model_type));
   }
 
   HFGPT2Config config;

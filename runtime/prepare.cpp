@@ -17,6 +17,7 @@
 #include "runtime/document_split.h"
 #include "runtime/durable_file.h"
 #include "runtime/error.h"
+#include "runtime/json_limits.h"
 #include "runtime/token_shard.h"
 #include "runtime/tokenizer.h"
 
@@ -129,12 +130,14 @@ fs::path destination_of(const std::string& dir) {
 std::set<std::string> shards_listed_in(const fs::path& report_path) {
   std::set<std::string> files;
   try {
-    const nlohmann::json report = nlohmann::json::parse(std::ifstream(report_path));
+    std::ifstream in(report_path, std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const nlohmann::json report = parse_json_bounded(text);
     for (const char* split : {"train", "val"}) {
       for (const nlohmann::json& shard : report.at("split").at(split).at("shards"))
         files.insert(shard.at("file").get<std::string>());
     }
-  } catch (const nlohmann::json::exception&) {
+  } catch (const std::exception&) {  // not a report prepare wrote: no file counts as listed
     files.clear();
   }
   return files;

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "runtime/error.h"
+#include "runtime/json_limits.h"
 
 namespace inkstone {
 namespace {
@@ -63,10 +64,7 @@ std::string known_dtypes() {
 
 // A JSON value for a message, cut short: a hostile header can hold megabytes in one field.
 std::string excerpt(const ordered_json& value) {
-  constexpr size_t kMaxChars = 80;
-  std::string text = value.dump();
-  if (text.size() > kMaxChars) text = text.substr(0, kMaxChars) + "...";
-  return text;
+  return json_excerpt(value);
 }
 
 std::string shape_text(std::span<const int64_t> shape) {
@@ -91,8 +89,9 @@ uint64_t read_u64_le(const char* p) {
 // Duplicate keys, which nlohmann::json would silently collapse to the last one. Reports the first.
 class DuplicateKeyFinder {
  public:
-  bool operator()(int /*depth*/, ordered_json::parse_event_t event, ordered_json& parsed) {
+  bool operator()(int depth, ordered_json::parse_event_t event, ordered_json& parsed) {
     using Event = ordered_json::parse_event_t;
+    if (depth >= kMaxJsonDepth) throw JsonTooDeep();  // depth counts from 0 at the outermost value
     if (event == Event::object_start) {
       open_.emplace_back();
     } else if (event == Event::object_end) {
@@ -101,8 +100,9 @@ class DuplicateKeyFinder {
       const std::string& key = parsed.get_ref<const std::string&>();
       if (open_.size() == 1) entry_ = key;
       if (!open_.back().insert(key).second && message_.empty()) {
-        message_ = open_.size() == 1 ? fmt::format("tensor \"{}\" appears twice in the header", key)
-                                     : fmt::format("\"{}\": key \"{}\" appears twice", entry_, key);
+        message_ = open_.size() == 1
+                       ? fmt::format("tensor {} appears twice in the header", quoted_name(key))
+                       : fmt::format("{}: key {} appears twice", quoted_name(entry_), quoted_name(key));
       }
     }
     return true;
@@ -185,7 +185,7 @@ class HeaderReader {
 
   [[noreturn]] void bad_file(const std::string& what) const { fail("{}: {}; {}", file_, what, kRedo); }
   [[noreturn]] void bad(const std::string& tensor, const std::string& what) const {
-    fail("{}: tensor \"{}\": {}; {}", file_, tensor, what, kRedo);
+    fail("{}: tensor {}: {}; {}", file_, quoted_name(tensor), what, kRedo);
   }
 
  private:
@@ -322,6 +322,8 @@ SafetensorsFile SafetensorsFile::parse(std::string bytes, const std::string& nam
                             std::ref(duplicates));
   } catch (const ordered_json::exception& e) {
     reader.bad_file(fmt::format("the header is not valid JSON ({})", e.what()));
+  } catch (const JsonTooDeep& e) {
+    reader.bad_file(fmt::format("the header is not a safetensors header ({})", e.what()));
   }
   if (!duplicates.message().empty()) reader.bad_file(duplicates.message());
   if (!header.is_object())

@@ -6,6 +6,7 @@
 
 #include "runtime/byte_level.h"
 #include "runtime/error.h"
+#include "runtime/json_limits.h"
 #include "runtime/sha256.h"
 
 namespace inkstone {
@@ -121,9 +122,12 @@ std::string ByteTokenizer::to_json() const {
 std::unique_ptr<Tokenizer> tokenizer_from_json(std::string_view json_text, const std::string& source) {
   json doc;
   try {
-    doc = json::parse(json_text);
+    doc = parse_json_bounded(json_text);
   } catch (const json::exception& e) {
     fail("{}: not valid JSON ({}); a tokenizer.json from inkstone or Hugging Face is expected", source,
+         e.what());
+  } catch (const JsonTooDeep& e) {
+    fail("{}: not a tokenizer.json ({}); a tokenizer.json from inkstone or Hugging Face is expected", source,
          e.what());
   }
   const std::string mismatch = byte_tokenizer_mismatch(doc);
@@ -146,9 +150,11 @@ std::unique_ptr<Tokenizer> tokenizer_from_spec(const std::string& spec) {
 std::string tokenizer_hash(std::string_view json_text) {
   json doc;
   try {
-    doc = json::parse(json_text);
+    doc = parse_json_bounded(json_text);
   } catch (const json::exception& e) {
     fail("cannot hash a tokenizer that is not valid JSON ({})", e.what());
+  } catch (const JsonTooDeep& e) {
+    fail("cannot hash a tokenizer that is not a tokenizer.json ({})", e.what());
   }
   return sha256_hex(doc.dump());
 }

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "runtime/error.h"
+#include "runtime/json_limits.h"
 
 namespace inkstone {
 namespace {
@@ -135,7 +136,12 @@ LossCurves read_loss_curves(const fs::path& path) {
     ++line_number;
     if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
 
-    Json record = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+    Json record;
+    try {
+      record = parse_json_bounded<Json>(line);
+    } catch (const std::exception&) {  // invalid or absurdly nested JSON: not a record either way
+      record = Json(nlohmann::json::value_t::discarded);
+    }
     if (record.is_discarded() || !record.is_object()) {
       if (!complete) break;  // the last record of a run that crashed while writing it
       fail("{}:{}: not a JSON object; the metrics log is damaged (delete or fix that line)", path.string(),

@@ -18,6 +18,7 @@
 #include "runtime/checkpoint_manifest.h"
 #include "runtime/durable_file.h"
 #include "runtime/error.h"
+#include "runtime/json_limits.h"
 #include "runtime/model_checkpoint.h"
 #include "runtime/prepare.h"
 #include "runtime/safetensors.h"
@@ -184,11 +185,13 @@ std::string read_bytes(const fs::path& file, const fs::path& dir) {
 
 nlohmann::json read_state_json(const fs::path& dir) {
   const fs::path file = dir / kTrainStateFile;
+  const std::string text = read_bytes(file, dir);
   try {
-    return nlohmann::json::parse(read_bytes(file, dir));
+    return parse_json_bounded(text);
   } catch (const nlohmann::json::exception&) {
-    fail("{}: not valid JSON; the checkpoint is damaged: resume from another one", file.string());
+  } catch (const JsonTooDeep&) {
   }
+  fail("{}: not valid JSON; the checkpoint is damaged: resume from another one", file.string());
 }
 
 }  // namespace

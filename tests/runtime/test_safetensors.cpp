@@ -274,6 +274,20 @@ TEST(Safetensors, RejectsDuplicatesAndBadMetadata) {
   EXPECT_CONTAINS(parse_error(crafted(R"({"__metadata__":"pt"})")), "__metadata__ is string");
 }
 
+TEST(Safetensors, HostileNestingAndNamesAreOneLineErrorsNotCrashes) {
+  // nlohmann::json recurses over nesting when it copies or prints values: 200,000 levels would
+  // overflow the stack. Both places a deep value can sit, a field and an unknown key, must be errors.
+  const std::string deep = std::string(200'000, '[') + std::string(200'000, ']');
+  EXPECT_CONTAINS(
+      parse_error(crafted(R"({"a":{"dtype":"F32","shape":)" + deep + R"(,"data_offsets":[0,0]}})")),
+      "nests deeper than 64 levels");
+  EXPECT_CONTAINS(parse_error(crafted(R"({"a":{"dtype":"F32","shape":[0],"data_offsets":)" + deep + "}}")),
+                  "nests deeper than 64 levels");
+  // A name with a newline must not break the message into two lines (parse_error checks for '\n').
+  EXPECT_CONTAINS(parse_error(crafted(R"({"a\nb":{"dtype":"X","shape":[0],"data_offsets":[0,0]}})")),
+                  R"(tensor "a\nb")");
+}
+
 TEST(Safetensors, EveryTruncationIsAnError) {
   SafetensorsWriter writer;
   writer.add_floats("a", {2, 2}, std::vector<float>{1, 2, 3, 4});
