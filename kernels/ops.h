@@ -11,6 +11,14 @@
 
 #include "kernels/tensor.h"
 
+// Functions that host and device code must compute identically (the dropout mask) are compiled
+// for both when nvcc sees them.
+#ifdef __CUDACC__
+#define INKSTONE_HOST_DEVICE __host__ __device__
+#else
+#define INKSTONE_HOST_DEVICE
+#endif
+
 namespace inkstone {
 
 enum class WeightLayout : uint8_t {
@@ -106,7 +114,7 @@ struct Dropout {
 
 // The mask of Dropout, for CPU and GPU alike: element i is kept unless its 32-bit hash falls below
 // p * 2^32. SplitMix64's finaliser over (seed, i) gives independent-looking bits for every pair.
-constexpr bool dropout_keeps(uint64_t seed, uint64_t i, uint32_t threshold) {
+INKSTONE_HOST_DEVICE constexpr bool dropout_keeps(uint64_t seed, uint64_t i, uint32_t threshold) {
   uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
@@ -114,7 +122,7 @@ constexpr bool dropout_keeps(uint64_t seed, uint64_t i, uint32_t threshold) {
   return static_cast<uint32_t>(z >> 32) >= threshold;
 }
 // threshold for dropout_keeps: p * 2^32, saturating below 2^32.
-constexpr uint32_t dropout_threshold(float p) {
+INKSTONE_HOST_DEVICE constexpr uint32_t dropout_threshold(float p) {
   const double t = static_cast<double>(p) * 4294967296.0;
   return t >= 4294967295.0 ? 4294967295u : static_cast<uint32_t>(t);
 }

@@ -36,4 +36,8 @@ class CublasLtContext {
 // Device-side F32 <-> BF16 conversion (round to nearest even); tensors live in device memory.
 void cast(const Cast& p);
 
+// Device-side Dropout (kernels/ops.h) on F32 or BF16 tensors: the same mask as cpu::dropout, element for
+// element, since both evaluate dropout_keeps(seed, i). See kernels/cuda/dropout.cu.
+void dropout(const Dropout& p);
+
 }  // namespace inkstone::cuda
