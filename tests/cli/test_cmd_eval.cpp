@@ -19,12 +19,13 @@
 #include "runtime/token_shard.h"
 #include "runtime/tokenizer.h"
 #include "support/test_support.h"
+#include "support/tiny_run.h"
 
 namespace inkstone {
 namespace {
 namespace fs = std::filesystem;
 
-constexpr GPT2Shape kShape{.n_layer = 2, .n_head = 2, .n_embd = 32, .context = 16, .vocab = 257};
+constexpr GPT2Shape kShape = testing::kTinyCheckpointShape;
 
 struct Printed {
   double perplexity = 0, mean_nll = 0, bits_per_byte = 0;
@@ -59,16 +60,7 @@ class EvalCommand : public ::testing::Test {
     testing::write_file(dir / "poem.txt", text);
   }
 
-  void write_checkpoint(int seq_len) {
-    RunConfig config;
-    config.model = {
-        .preset = "gpt2-tiny", .n_layer = 2, .n_head = 2, .n_embd = 32, .context = 16, .vocab = 0};
-    config.train.seq_len = seq_len;
-    config.device = "cpu";
-    GPT2 model(*backend, kShape, 1, kShape.context);
-    model.initialize(77);
-    write_model_files(checkpoint, model, config, tokenizer.to_json());
-  }
+  void write_checkpoint(int seq_len) { testing::write_tiny_checkpoint(checkpoint, seq_len, 77); }
 
   // What eval must print: the checkpoint loaded here and scored in this process.
   PerplexityResult expected(const std::vector<int32_t>& tokens, uint64_t text_bytes,

@@ -14,12 +14,13 @@
 #include "runtime/model_checkpoint.h"
 #include "runtime/tokenizer.h"
 #include "support/test_support.h"
+#include "support/tiny_run.h"
 
 namespace inkstone {
 namespace {
 namespace fs = std::filesystem;
 
-constexpr GPT2Shape kShape{.n_layer = 2, .n_head = 2, .n_embd = 32, .context = 16, .vocab = 257};
+constexpr GPT2Shape kShape = testing::kTinyCheckpointShape;
 
 size_t count_lines(const std::string& text) {
   return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
@@ -30,15 +31,7 @@ class GenerateCommand : public ::testing::Test {
   void SetUp() override { write_checkpoint("ckpt", kShape.context); }
 
   void write_checkpoint(const std::string& name, int seq_len) {
-    fs::create_directory(dir / name);
-    RunConfig config;
-    config.model = {
-        .preset = "gpt2-tiny", .n_layer = 2, .n_head = 2, .n_embd = 32, .context = 16, .vocab = 0};
-    config.train.seq_len = seq_len;
-    config.device = "cpu";
-    GPT2 model(*backend, kShape, 1, kShape.context);
-    model.initialize(99);
-    write_model_files(dir / name, model, config, ByteTokenizer().to_json());
+    testing::write_tiny_checkpoint(dir / name, seq_len, 99);
   }
 
   testing::CommandResult generate_cli(const std::vector<std::string>& extra,

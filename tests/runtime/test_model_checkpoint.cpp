@@ -17,6 +17,7 @@
 #include "runtime/error.h"
 #include "runtime/prepare.h"
 #include "runtime/safetensors.h"
+#include "support/expect_contains.h"
 #include "support/test_support.h"
 
 namespace inkstone {
@@ -27,14 +28,6 @@ using nlohmann::json;
 using testing::error_of;
 using testing::read_file;
 using testing::write_file;
-
-::testing::AssertionResult Contains(const char* text_expr, const char*, const std::string& text,
-                                    const std::string& part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << text_expr << " does not contain \"" << part << "\"; it is: " << text;
-}
-#define EXPECT_CONTAINS(text, part) EXPECT_PRED_FORMAT2(Contains, text, part)
 
 constexpr GPT2Shape kTiny = {.n_layer = 2, .n_head = 2, .n_embd = 32, .context = 16, .vocab = 257};
 

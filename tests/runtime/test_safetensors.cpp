@@ -13,20 +13,13 @@
 #include <vector>
 
 #include "runtime/error.h"
+#include "support/expect_contains.h"
 #include "support/test_support.h"
 
 namespace inkstone {
 namespace {
 
 using testing::error_of;
-
-::testing::AssertionResult Contains(const char* text_expr, const char*, const std::string& text,
-                                    const std::string& part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure()
-         << text_expr << " does not contain \"" << part << "\"; it is: " << text;
-}
-#define EXPECT_CONTAINS(text, part) EXPECT_PRED_FORMAT2(Contains, text, part)
 
 constexpr const char* kName = "crafted.safetensors";
 

@@ -4,8 +4,12 @@
 
 #include <sstream>
 
+#include "runtime/backend.h"
 #include "runtime/config.h"
+#include "runtime/gpt2.h"
+#include "runtime/model_checkpoint.h"
 #include "runtime/prepare.h"
+#include "runtime/tokenizer.h"
 #include "support/test_support.h"
 
 namespace inkstone::testing {
@@ -64,6 +68,24 @@ output_dir: "{}"
   std::ostringstream log;
   prepare_corpus(load_config(run.config.string()).data, log);
   return run;
+}
+
+void write_tiny_checkpoint(const std::filesystem::path& dir, int seq_len, uint64_t seed) {
+  std::filesystem::create_directories(dir);
+  const GPT2Shape& shape = kTinyCheckpointShape;
+  RunConfig config;
+  config.model = {.preset = "gpt2-tiny",
+                  .n_layer = shape.n_layer,
+                  .n_head = shape.n_head,
+                  .n_embd = shape.n_embd,
+                  .context = shape.context,
+                  .vocab = 0};
+  config.train.seq_len = seq_len;
+  config.device = "cpu";
+  const auto backend = make_backend("cpu");
+  GPT2 model(*backend, shape, 1, shape.context);
+  model.initialize(seed);
+  write_model_files(dir, model, config, ByteTokenizer().to_json());
 }
 
 std::vector<std::string> train_args(const TinyRun& run, const std::vector<std::string>& overrides) {
