@@ -25,6 +25,7 @@
 #include "runtime/error.h"
 #include "runtime/model_checkpoint.h"
 #include "runtime/prepare.h"
+#include "runtime/read_file.h"
 #include "runtime/sha256.h"
 #include "runtime/token_shard.h"
 
@@ -66,9 +67,7 @@ EvalData read_shard(const fs::path& path, const ExpectedTokenizer& expected) {
 
 // One document, as prepare writes it: <|endoftext|> then the tokens of the cleaned text.
 EvalData read_text_file(const fs::path& path, const Tokenizer& tokenizer, InvalidUtf8Policy policy) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open the file", path.string());
-  const std::string raw(std::istreambuf_iterator<char>(in), {});
+  const std::string raw = read_whole_file(path, "the text to evaluate");
   CorpusStats stats;
   const std::string text = clean_corpus_text(raw, path.string(), policy, stats);
   EvalData data;

@@ -14,6 +14,7 @@
 
 #include "cli/commands.h"
 #include "runtime/error.h"
+#include "runtime/read_file.h"
 #include "runtime/sha256.h"
 #include "runtime/token_shard.h"
 #include "runtime/tokenizer.h"
@@ -22,18 +23,12 @@ namespace inkstone::cli {
 namespace {
 namespace fs = std::filesystem;
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open the file", path.string());
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 // The shards of a prepared folder, checked against the tokenizer.json stored beside them.
 void inspect_folder(const fs::path& dir) {
   const fs::path tokenizer_path = dir / "tokenizer.json";
   if (!fs::is_regular_file(tokenizer_path))
     fail("{}: no tokenizer.json here; is this a folder written by inkstone prepare?", dir.string());
-  const std::string json = read_text(tokenizer_path);
+  const std::string json = read_whole_file(tokenizer_path, "the prepared tokenizer");
   const auto tokenizer = load_tokenizer(tokenizer_path.string());  // validates the file itself
   const ExpectedTokenizer expected{sha256_from_hex(tokenizer_hash(json), tokenizer_path.string()),
                                    static_cast<uint32_t>(tokenizer->vocab_size())};

@@ -112,14 +112,18 @@ struct Dropout {
   uint64_t seed = 0;
 };
 
-// The mask of Dropout, for CPU and GPU alike: element i is kept unless its 32-bit hash falls below
-// p * 2^32. SplitMix64's finaliser over (seed, i) gives independent-looking bits for every pair.
-INKSTONE_HOST_DEVICE constexpr bool dropout_keeps(uint64_t seed, uint64_t i, uint32_t threshold) {
-  uint64_t z = seed + (i + 1) * 0x9E3779B97F4A7C15ull;
+// SplitMix64's finaliser (Steele, Lea, Flood 2014): a bijection of 64-bit words whose output bits
+// look independent of its input's. Derives dropout masks and the seeds of each mask.
+INKSTONE_HOST_DEVICE constexpr uint64_t mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  z ^= z >> 31;
-  return static_cast<uint32_t>(z >> 32) >= threshold;
+  return z ^ (z >> 31);
+}
+
+// The mask of Dropout, for CPU and GPU alike: element i is kept unless its 32-bit hash falls below
+// p * 2^32 (SplitMix64's step over (seed, i)).
+INKSTONE_HOST_DEVICE constexpr bool dropout_keeps(uint64_t seed, uint64_t i, uint32_t threshold) {
+  return static_cast<uint32_t>(mix64(seed + (i + 1) * 0x9E3779B97F4A7C15ull) >> 32) >= threshold;
 }
 // threshold for dropout_keeps: p * 2^32, saturating below 2^32.
 INKSTONE_HOST_DEVICE constexpr uint32_t dropout_threshold(float p) {

@@ -18,6 +18,7 @@
 #include "runtime/config_schema.h"
 #include "runtime/error.h"
 #include "runtime/model_config.h"
+#include "runtime/read_file.h"
 #include "runtime/yaml_scalar.h"
 #include "runtime/yaml_tree.h"
 
@@ -309,16 +310,7 @@ RunConfig parse_config(const std::string& yaml_text, const std::string& name,
 }
 
 RunConfig load_config(const std::string& path, const std::vector<std::string>& overrides) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec)) {
-    fail("{}: is a directory; give the path of a YAML config file", path);
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open the config: {}", path, std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) fail("{}: cannot read the config: {}", path, std::strerror(errno));
-  return parse_config(text.str(), path, overrides);
+  return parse_config(read_whole_file(path, "the config", ""), path, overrides);
 }
 
 std::string to_yaml(const RunConfig& config) {

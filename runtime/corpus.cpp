@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "runtime/error.h"
+#include "runtime/read_file.h"
 #include "runtime/sha256.h"
 #include "runtime/utf8.h"
 
@@ -64,15 +65,6 @@ std::vector<std::string> files_of_path(const std::string& path, const std::strin
   if (fs::is_directory(status)) return files_below(path);
   if (fs::exists(status)) fail("corpus '{}': {} is neither a regular file nor a folder", spec, path);
   return {};
-}
-
-std::string read_whole_file(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) fail("{}: cannot open the corpus file ({})", path, std::strerror(errno));
-  std::ostringstream bytes;
-  bytes << file.rdbuf();
-  if (file.bad()) fail("{}: cannot read the corpus file", path);
-  return std::move(bytes).str();
 }
 
 bool is_blank(std::string_view text) {
@@ -161,7 +153,7 @@ Corpus read_corpus(const DataConfig& config, const std::vector<std::string>& fil
   Corpus corpus;
   CorpusStats& stats = corpus.stats_;
   for (const std::string& path : files) {
-    const std::string raw = read_whole_file(path);
+    const std::string raw = read_whole_file(path, "the corpus file");
     corpus.files_.push_back({path, raw.size(), sha256_hex(raw)});
     stats.raw_bytes += raw.size();
     const size_t file_index = corpus.texts_.size();

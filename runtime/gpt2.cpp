@@ -121,11 +121,11 @@ void GPT2::apply_dropout(Tensor out, Tensor inp, int layer, DropoutSite site) {
   if (forward_dropout_p_ == 0.0f) return;
   // Every (layer, site) gets its own stream: the site index passes through SplitMix64's finaliser
   // before it is mixed with the seed, so no two sites share a mask.
-  uint64_t z = (static_cast<uint64_t>(layer + 1) * 3 + static_cast<uint64_t>(site)) * 0xD1B54A32D192ED03ull;
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  backend_.dropout(
-      {.out = out, .inp = inp, .p = forward_dropout_p_, .seed = forward_dropout_seed_ ^ z ^ (z >> 31)});
+  const uint64_t site_index = static_cast<uint64_t>(layer + 1) * 3 + static_cast<uint64_t>(site);
+  backend_.dropout({.out = out,
+                    .inp = inp,
+                    .p = forward_dropout_p_,
+                    .seed = forward_dropout_seed_ ^ mix64(site_index * 0xD1B54A32D192ED03ull)});
 }
 
 float GPT2::run_forward(Tensor tokens, Tensor targets, const Batch& batch) {

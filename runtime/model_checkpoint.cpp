@@ -11,6 +11,7 @@
 #include "runtime/error.h"
 #include "runtime/hf_gpt2_config.h"
 #include "runtime/prepare.h"
+#include "runtime/read_file.h"
 #include "runtime/safetensors.h"
 
 namespace inkstone {
@@ -48,15 +49,6 @@ fs::path checkpoint_file(const fs::path& dir, const char* name) {
          kWhatACheckpointHolds);
   }
   return path;
-}
-
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open ({})", path.string(), std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) fail("{}: cannot read ({})", path.string(), std::strerror(errno));
-  return text.str();
 }
 
 // Hugging Face's attention buffers h.N.attn.bias (the causal mask) and h.N.attn.masked_bias: constants
@@ -157,7 +149,8 @@ ModelCheckpointInfo read_model_checkpoint_info(const fs::path& dir) {
   // parsing could misread it as another model. Directories from elsewhere have none and load as they are.
   verify_checkpoint_manifest(dir, {kModelWeightsFile, kModelConfigFile, kTokenizerFile});
 
-  const HFGPT2Config hf = parse_hf_gpt2_config(read_text(config_path), config_name);
+  const HFGPT2Config hf =
+      parse_hf_gpt2_config(read_whole_file(config_path, "the checkpoint's config.json"), config_name);
   if (!hf.has_inkstone) {
     fail(
         "{}: has no \"inkstone\" object, so {} is a Hugging Face export, not an inkstone checkpoint; import "
@@ -168,7 +161,7 @@ ModelCheckpointInfo read_model_checkpoint_info(const fs::path& dir) {
 
   ModelCheckpointInfo info;
   info.dir = dir;
-  info.tokenizer_json = read_text(tokenizer_path);
+  info.tokenizer_json = read_whole_file(tokenizer_path, "the checkpoint's tokenizer.json");
   info.tokenizer = tokenizer_from_json(info.tokenizer_json, tokenizer_path.string());
   const std::string sha = tokenizer_hash(info.tokenizer_json);
   if (sha != hf.tokenizer_sha256) {

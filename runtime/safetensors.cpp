@@ -13,6 +13,7 @@
 
 #include "runtime/error.h"
 #include "runtime/json_limits.h"
+#include "runtime/read_file.h"
 
 namespace inkstone {
 namespace {
@@ -228,21 +229,6 @@ class HeaderReader {
   uint64_t data_size_;
 };
 
-std::string read_whole_file(const std::filesystem::path& path) {
-  std::error_code ec;
-  if (std::filesystem::is_directory(path, ec))
-    fail("{}: is a directory, not a safetensors file", path.string());
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open ({})", path.string(), std::strerror(errno));
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  in.seekg(0, std::ios::beg);
-  if (size < 0) fail("{}: cannot read ({})", path.string(), std::strerror(errno));
-  std::string bytes(static_cast<size_t>(size), '\0');
-  if (!in.read(bytes.data(), size)) fail("{}: cannot read ({})", path.string(), std::strerror(errno));
-  return bytes;
-}
-
 float bf16_to_float(uint16_t bits) {
   return std::bit_cast<float>(uint32_t{bits} << 16);  // bf16 is the top half of a float32
 }
@@ -288,7 +274,7 @@ int64_t SafeTensorInfo::numel() const {
 }
 
 SafetensorsFile SafetensorsFile::read(const std::filesystem::path& path) {
-  return parse(read_whole_file(path), path.string());
+  return parse(read_whole_file(path, "the safetensors file"), path.string());
 }
 
 SafetensorsFile SafetensorsFile::parse(std::string bytes, const std::string& name) {

@@ -7,6 +7,7 @@
 #include "runtime/byte_level.h"
 #include "runtime/error.h"
 #include "runtime/json_limits.h"
+#include "runtime/read_file.h"
 #include "runtime/sha256.h"
 
 namespace inkstone {
@@ -59,15 +60,6 @@ std::string byte_tokenizer_mismatch(const json& doc) {
     return "its added_tokens are not exactly <|endoftext|> with id 256";
   }
   return "";
-}
-
-std::string read_text_file(const std::string& path) {
-  std::ifstream file(path, std::ios::binary);
-  if (!file) fail("{}: cannot open the tokenizer file; check the path (data.tokenizer)", path);
-  std::ostringstream text;
-  text << file.rdbuf();
-  if (!file && !file.eof()) fail("{}: cannot read the tokenizer file", path);
-  return text.str();
 }
 
 }  // namespace
@@ -139,7 +131,8 @@ std::unique_ptr<Tokenizer> tokenizer_from_json(std::string_view json_text, const
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
-  return tokenizer_from_json(read_text_file(path), path);
+  return tokenizer_from_json(read_whole_file(path, "the tokenizer file", "check the path (data.tokenizer)"),
+                             path);
 }
 
 std::unique_ptr<Tokenizer> tokenizer_from_spec(const std::string& spec) {

@@ -16,6 +16,7 @@
 
 #include "runtime/error.h"
 #include "runtime/json_limits.h"
+#include "runtime/read_file.h"
 
 namespace inkstone {
 namespace {
@@ -120,11 +121,8 @@ void MetricsLog::write_line(const std::string& line) {
 }
 
 LossCurves read_loss_curves(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    fail("{}: cannot open the metrics log; is this a run directory written by inkstone train?",
-         path.string());
-  const std::string text(std::istreambuf_iterator<char>(in), {});
+  const std::string text =
+      read_whole_file(path, "the metrics log", "is this a run directory written by inkstone train?");
 
   std::map<int64_t, double> train, val;  // the last record of a step replaces earlier ones
   int line_number = 0;

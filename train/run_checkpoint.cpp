@@ -21,6 +21,7 @@
 #include "runtime/json_limits.h"
 #include "runtime/model_checkpoint.h"
 #include "runtime/prepare.h"
+#include "runtime/read_file.h"
 #include "runtime/safetensors.h"
 
 namespace inkstone {
@@ -173,19 +174,11 @@ T integer_field(const nlohmann::json& j, const char* key, const fs::path& file, 
   return value;
 }
 
-std::string read_bytes(const fs::path& file, const fs::path& dir) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in)
-    fail("{}: cannot read it; {} is not a training checkpoint (eval and generate need only the model)",
-         file.string(), dir.string());
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 nlohmann::json read_state_json(const fs::path& dir) {
   const fs::path file = dir / kTrainStateFile;
-  const std::string text = read_bytes(file, dir);
+  const std::string text = read_whole_file(
+      file, "the training state",
+      fmt::format("{} is not a training checkpoint (eval and generate need only the model)", dir.string()));
   try {
     return parse_json_bounded(text);
   } catch (const nlohmann::json::exception&) {

@@ -14,6 +14,7 @@
 
 #include "runtime/error.h"
 #include "runtime/model_checkpoint.h"
+#include "runtime/read_file.h"
 #include "runtime/tokenizer.h"
 #include "train/run_checkpoint.h"
 
@@ -30,14 +31,6 @@ bool is_empty_or_absent(const fs::path& dir) {
   return fs::is_empty(dir, ec);
 }
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!in) fail("cannot read {}; check its permissions", path.string());
-  return text.str();
-}
-
 // output_dir holds a run of the same model, or is absent / empty. Throws otherwise.
 void check_same_run(const RunConfig& config, const GPT2Shape& shape) {
   const fs::path dir(config.output_dir);
@@ -50,7 +43,8 @@ void check_same_run(const RunConfig& config, const GPT2Shape& shape) {
         "folder",
         dir.string(), kRunConfigFile);
   }
-  const RunConfig stored = parse_config(read_text(stored_path), stored_path.string());
+  const RunConfig stored =
+      parse_config(read_whole_file(stored_path, "the run's config"), stored_path.string());
   GPT2Shape stored_shape;
   try {
     stored_shape = resolve_shape(stored.model, shape.vocab);

@@ -31,8 +31,4 @@ int stop_signal() {
   return g_stop_signal.load();
 }
 
-void reset_stop_signal() {
-  g_stop_signal.store(0);
-}
-
 }  // namespace inkstone

@@ -6,6 +6,5 @@ namespace inkstone {
 
 void install_stop_handlers();
 int stop_signal();  // 0 until a stop is asked for, then the signal's number
-void reset_stop_signal();
 
 }  // namespace inkstone

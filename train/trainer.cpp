@@ -18,6 +18,7 @@
 #include "runtime/error.h"
 #include "runtime/model_config.h"
 #include "runtime/prepare.h"
+#include "runtime/read_file.h"
 #include "runtime/tokenizer.h"
 #include "train/adamw.h"
 #include "train/lr_schedule.h"
@@ -48,34 +49,28 @@ struct RunData {
 RunData read_run_data(const RunConfig& config) {
   const fs::path dir(config.data.dir);
   const fs::path tokenizer_path = dir / kTokenizerFile;
-  std::ifstream in(tokenizer_path, std::ios::binary);
-  if (!in) {
-    fail("data.dir {} holds no prepared data ({} is missing); run `inkstone prepare {}` first", dir.string(),
-         kTokenizerFile, config.source.empty() ? "CONFIG" : config.source);
+  const std::string prepare =
+      fmt::format("run `inkstone prepare {}` first", config.source.empty() ? "CONFIG" : config.source);
+  if (!fs::exists(tokenizer_path)) {
+    fail("data.dir {} holds no prepared data ({} is missing); {}", dir.string(), kTokenizerFile, prepare);
   }
-  std::stringstream text;
-  text << in.rdbuf();
   RunData data;
-  data.tokenizer_json = text.str();
+  data.tokenizer_json = read_whole_file(tokenizer_path, "the prepared tokenizer", prepare);
   data.vocab = tokenizer_from_json(data.tokenizer_json, tokenizer_path.string())->vocab_size();
   data.tokenizer_sha256 = tokenizer_hash(data.tokenizer_json);
   const ExpectedTokenizer expected{sha256_from_hex(data.tokenizer_sha256, tokenizer_path.string()),
                                    static_cast<uint32_t>(data.vocab)};
   data.train = read_token_split(dir, "train", expected);
   if (data.train.tokens.empty()) {
-    fail("data.dir {} has no training shards (train_*.bin); run `inkstone prepare {}` first", dir.string(),
-         config.source.empty() ? "CONFIG" : config.source);
+    fail("data.dir {} has no training shards (train_*.bin); {}", dir.string(), prepare);
   }
   data.val = read_token_split(dir, "val", expected);
   return data;
 }
 
 uint64_t dropout_seed_of(uint64_t seed, int64_t step, int micro_batch) {
-  uint64_t z =
-      seed ^ (static_cast<uint64_t>(step) * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(micro_batch));
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
+  return mix64(seed ^
+               (static_cast<uint64_t>(step) * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(micro_batch)));
 }
 
 int64_t total_steps_of(const TrainConfig& t) {
@@ -106,8 +101,8 @@ class Trainer {
   const TrainConfig& t_ = config_.train;
   TrainHooks hooks_;
   RunData data_;
-  RunDirectory run_directory_;
-  std::string device_line_;  // holds the output folder's lock for the whole run
+  RunDirectory run_directory_;  // holds the output folder's lock for the whole run
+  std::string device_line_;     // the backend chosen, and why (device: auto)
   GPT2Shape shape_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<GPT2> model_;
@@ -123,6 +118,7 @@ class Trainer {
   Clock::time_point start_;
   double step_seconds_ema_ = 0;
   std::vector<int32_t> inputs_, targets_;  // [grad_accum][B*T], filled before the step's first forward
+  std::vector<int64_t> counted_;           // [grad_accum]: counted targets per micro-batch
 };
 
 void Trainer::build_model_and_data() {
@@ -204,6 +200,7 @@ void Trainer::setup() {
   const size_t n = static_cast<size_t>(t_.micro_batch) * t_.seq_len;
   inputs_.resize(n * t_.grad_accum);
   targets_.resize(n * t_.grad_accum);
+  counted_.resize(t_.grad_accum);
 }
 
 void Trainer::report_bad_step(double loss, double norm) {
@@ -232,17 +229,16 @@ void Trainer::train_step() {
   }
   // The loss of the step is the mean over every counted target of its micro-batches, so micro-batch i's
   // backward is scaled by its share of the targets (1 / grad_accum when all count the same).
-  std::vector<int64_t> counted(t_.grad_accum);
   int64_t total_counted = 0;
   for (int i = 0; i < t_.grad_accum; ++i) {
-    counted[i] = std::count_if(targets_.begin() + i * n, targets_.begin() + (i + 1) * n,
-                               [](int32_t x) { return x >= 0; });
-    total_counted += counted[i];
+    counted_[i] = std::count_if(targets_.begin() + i * n, targets_.begin() + (i + 1) * n,
+                                [](int32_t x) { return x >= 0; });
+    total_counted += counted_[i];
   }
   model_->zero_grad();
   double loss = 0;
   for (int i = 0; i < t_.grad_accum; ++i) {
-    const double share = total_counted > 0 ? static_cast<double>(counted[i]) / total_counted : 0.0;
+    const double share = total_counted > 0 ? static_cast<double>(counted_[i]) / total_counted : 0.0;
     // A fresh mask per micro-batch, a pure function of (seed, step, micro-batch) so resume replays it.
     model_->set_dropout(static_cast<float>(t_.dropout), dropout_seed(state_.step, i));
     const float micro_loss =

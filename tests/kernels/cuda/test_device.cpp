@@ -10,15 +10,11 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cuda/device.h"
+#include "kernels/cuda/require_gpu.h"
 #include "support/test_support.h"
 
 namespace inkstone {
 namespace {
-
-#define REQUIRE_GPU()                                                             \
-  do {                                                                            \
-    if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA GPU on this machine"; \
-  } while (0)
 
 TEST(CudaDevice, NcclIsLinkedAndReportsAVersion) {
   // ncclGetVersion needs no device: this proves the NCCL link on every CI run.

@@ -8,15 +8,11 @@
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cuda/device.h"
+#include "kernels/cuda/require_gpu.h"
 #include "support/test_support.h"
 
 namespace inkstone {
 namespace {
-
-#define REQUIRE_GPU()                                                             \
-  do {                                                                            \
-    if (cuda::device_count() == 0) GTEST_SKIP() << "no CUDA GPU on this machine"; \
-  } while (0)
 
 // Runs cuda::dropout in place on a device copy of `bytes` (n elements of `dtype`) and returns the result.
 std::vector<char> on_device(const std::vector<char>& bytes, DType dtype, int64_t n, float p, uint64_t seed) {
