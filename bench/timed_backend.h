@@ -68,6 +68,9 @@ class TimedBackend final : public Backend {
   void attention_backward(const AttentionBackward& p) override {
     timed("attention_backward", [&] { inner_.attention_backward(p); });
   }
+  void attention_kv_cache(const AttentionKvCache& p) override {
+    timed("attention_kv_cache", [&] { inner_.attention_kv_cache(p); });
+  }
   void softmax_forward(const SoftmaxForward& p) override {
     timed("softmax_forward", [&] { inner_.softmax_forward(p); });
   }

@@ -28,10 +28,13 @@ enum class WeightLayout : uint8_t {
 
 enum class Epilogue : uint8_t { None, Gelu };
 
-// out[B,T,C] = wte[tokens[b,t]] + wpe[pos_offset + t]
+// out[B,T,C] = wte[tokens[b,t]] + wpe[start_b + t], start_b = positions[b] when `positions` (I32 [B],
+// each sequence's first position: KV-cache decoding, where sequences have different lengths) is
+// defined, else pos_offset.
 struct EmbeddingForward {
   Tensor out, tokens /*I32 [B,T]*/, wte /*[V,C]*/, wpe /*[ctx,C]*/;
   int pos_offset = 0;
+  Tensor positions = {} /*optional I32 [B]*/;
 };
 // dwte += scatter(dout), dwpe += sum over batch of dout
 struct EmbeddingBackward {
@@ -70,6 +73,19 @@ struct AttentionForward {
 };
 struct AttentionBackward {
   Tensor dqkv, dout, qkv, out, lse;
+  int n_head = 0;
+};
+
+// Causal self-attention of T new tokens per sequence over a KV cache (inference; no backward pass).
+// Sequence b's new tokens stand at positions start[b] + [0, T). Their keys and values (from qkv) are
+// first written into the cache at those positions; then the query at position p attends to cache
+// positions [0, p]. k_cache and v_cache are one layer's cache, [B, NH, capacity, hd] each, and
+// start[b] + T <= capacity. Cache positions a sequence has not reached may hold anything: they are
+// never read, so a batch of prompts of different lengths is prefilled right-padded in one call, the
+// padding's keys landing where the sequence's later tokens will overwrite them.
+// OVERWRITES out and the cache at the new positions.
+struct AttentionKvCache {
+  Tensor out /*[B,T,C]*/, qkv /*[B,T,3C]*/, k_cache, v_cache, start /*I32 [B]*/;
   int n_head = 0;
 };
 

@@ -36,6 +36,7 @@ class Backend {
   virtual void layernorm_backward(const LayerNormBackward& p) = 0;
   virtual void attention_forward(const AttentionForward& p) = 0;
   virtual void attention_backward(const AttentionBackward& p) = 0;
+  virtual void attention_kv_cache(const AttentionKvCache& p) = 0;
   virtual void softmax_forward(const SoftmaxForward& p) = 0;
   virtual void cross_entropy(const CrossEntropy& p) = 0;
   virtual void gelu_forward(const GeluForward& p) = 0;

@@ -71,6 +71,9 @@ class CpuBackend final : public Backend {
   void attention_backward(const AttentionBackward& p) override {
     cpu::attention_backward(p);
   }
+  void attention_kv_cache(const AttentionKvCache& p) override {
+    cpu::attention_kv_cache(p);
+  }
   void softmax_forward(const SoftmaxForward& p) override {
     cpu::softmax_forward(p);
   }

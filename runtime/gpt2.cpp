@@ -39,8 +39,10 @@ GPT2::GPT2(Backend& backend, const GPT2Shape& shape, int max_batch, int max_seq)
   activations_ = DeviceTensor(backend, DType::F32, {acts_.total_floats});
   tokens_ = DeviceTensor(backend, DType::I32, {max_rows});
   targets_ = DeviceTensor(backend, DType::I32, {max_rows});
+  positions_ = DeviceTensor(backend, DType::I32, {max_rows});
   // Zero everything once: alignment gaps and wte's pad rows must read as zero forever after.
-  for (const DeviceTensor* t : {&params_, &grads_, &activations_, &tokens_, &targets_}) backend.fill_zero(*t);
+  for (const DeviceTensor* t : {&params_, &grads_, &activations_, &tokens_, &targets_, &positions_})
+    backend.fill_zero(*t);
   weights_ = gpt2_weight_views(shape, layout_, params_.view().as<float>());
   weight_grads_ = gpt2_weight_views(shape, layout_, grads_.view().as<float>());
   host_losses_.resize(max_rows);
@@ -128,17 +130,22 @@ void GPT2::apply_dropout(Tensor out, Tensor inp, int layer, DropoutSite site) {
                     .seed = forward_dropout_seed_ ^ mix64(site_index * 0xD1B54A32D192ED03ull)});
 }
 
-float GPT2::run_forward(Tensor tokens, Tensor targets, const Batch& batch) {
+float GPT2::run_forward(Tensor tokens, Tensor targets, const Batch& batch, const CachedStep* cached) {
   const int64_t N = batch.N(), C = shape_.n_embd, Vp = shape_.padded_vocab();
   const GPT2Weights& w = weights_;
-  forward_dropout_p_ = dropout_p_;
+  forward_dropout_p_ = cached ? 0.0f : dropout_p_;  // generation never drops
   forward_dropout_seed_ = dropout_seed_;
   const Tensor encoded = Tensor(act(acts_.encoded), DType::F32, {batch.B, batch.T, C});
-  backend_.embedding_forward({.out = encoded, .tokens = tokens, .wte = w.wte, .wpe = w.wpe, .pos_offset = 0});
+  backend_.embedding_forward({.out = encoded,
+                              .tokens = tokens,
+                              .wte = w.wte,
+                              .wpe = w.wpe,
+                              .pos_offset = 0,
+                              .positions = cached ? cached->start : Tensor{}});
   apply_dropout(encoded, encoded, -1, DropoutSite::Embedding);
   for (int l = 0; l < shape_.n_layer; ++l) {
     const int64_t residual = l == 0 ? acts_.encoded : acts_.h[l - 1].residual_mlp;
-    block_forward(l, rows(residual, N, C), batch);
+    block_forward(l, rows(residual, N, C), batch, cached);
   }
   const Tensor ln_f = rows(acts_.ln_f, N, C), logits = rows(acts_.logits, N, Vp);
   backend_.layernorm_forward({.out = ln_f,
@@ -176,7 +183,7 @@ float GPT2::run_forward(Tensor tokens, Tensor targets, const Batch& batch) {
   return counted_targets_ > 0 ? static_cast<float>(sum / static_cast<double>(counted_targets_)) : 0.0f;
 }
 
-void GPT2::block_forward(int layer, Tensor residual_in, const Batch& batch) {
+void GPT2::block_forward(int layer, Tensor residual_in, const Batch& batch, const CachedStep* cached) {
   const int64_t N = batch.N(), C = shape_.n_embd;
   const BlockWeights& w = weights_.h[layer];
   const BlockActivationOffsets& a = acts_.h[layer];
@@ -193,10 +200,19 @@ void GPT2::block_forward(int layer, Tensor residual_in, const Batch& batch) {
                               .eps = kLayerNormEps});
   backend_.matmul_forward(
       {.out = qkv, .inp = ln_1, .weight = w.c_attn_weight, .bias = w.c_attn_bias, .pre_gelu = {}});
-  backend_.attention_forward({.out = reshaped(attn_out, {batch.B, batch.T, C}),
-                              .lse = Tensor(act(a.attn_lse), DType::F32, {batch.B, shape_.n_head, batch.T}),
-                              .qkv = reshaped(qkv, {batch.B, batch.T, 3 * C}),
-                              .n_head = shape_.n_head});
+  if (cached) {
+    backend_.attention_kv_cache({.out = reshaped(attn_out, {batch.B, batch.T, C}),
+                                 .qkv = reshaped(qkv, {batch.B, batch.T, 3 * C}),
+                                 .k_cache = kv_cache_view(layer, 0, cached->first_row, batch.B),
+                                 .v_cache = kv_cache_view(layer, 1, cached->first_row, batch.B),
+                                 .start = cached->start,
+                                 .n_head = shape_.n_head});
+  } else {
+    backend_.attention_forward({.out = reshaped(attn_out, {batch.B, batch.T, C}),
+                                .lse = Tensor(act(a.attn_lse), DType::F32, {batch.B, shape_.n_head, batch.T}),
+                                .qkv = reshaped(qkv, {batch.B, batch.T, 3 * C}),
+                                .n_head = shape_.n_head});
+  }
   // The projection is written straight into residual_attn and the residual added in place: the
   // backward pass needs neither the projection alone nor a copy.
   backend_.matmul_forward({.out = residual_attn,
@@ -227,6 +243,69 @@ void GPT2::block_forward(int layer, Tensor residual_in, const Batch& batch) {
                            .pre_gelu = {}});
   apply_dropout(residual_mlp, residual_mlp, layer, DropoutSite::Mlp);
   backend_.add({.out = residual_mlp, .a = residual_attn, .b = residual_mlp});
+}
+
+// ---- inference with a KV cache ----
+
+void GPT2::allocate_kv_cache(int batch, int capacity) {
+  if (batch < 1 || capacity < 1 || capacity > shape_.context)
+    fail(
+        "GPT2::allocate_kv_cache: a cache of {} sequences x {} positions is not possible with context {}; "
+        "use batch >= 1 and 1 <= capacity <= context",
+        batch, capacity, shape_.context);
+  const int64_t floats = int64_t{shape_.n_layer} * 2 * batch * capacity * shape_.n_embd;
+  // A request that fits the current buffer reuses it under the new layout: positions are only ever
+  // read after a later forward_cached has written them, so no old content needs to survive. The
+  // cache is not zeroed either, for the same reason (and so a kernel that read unwritten rows would
+  // show it). The old buffer is freed before the new one is made, so peak memory is one cache.
+  if (!kv_cache_.view().defined() || kv_cache_.view().numel() < floats) {
+    kv_cache_ = DeviceTensor();
+    kv_cache_ = DeviceTensor(backend_, DType::F32, {floats});
+  }
+  kv_batch_ = batch;
+  kv_capacity_ = capacity;
+}
+
+Tensor GPT2::kv_cache_view(int layer, int part, int first_row, int B) const {
+  const int64_t NH = shape_.n_head, hd = shape_.head_dim(), capacity = kv_capacity_;
+  const int64_t row_floats = NH * capacity * hd;
+  const int64_t offset = ((int64_t{layer} * 2 + part) * kv_batch_ + first_row) * row_floats;
+  return Tensor(kv_cache_.view().as<float>() + offset, DType::F32, {B, NH, capacity, hd});
+}
+
+void GPT2::forward_cached(std::span<const int32_t> tokens, std::span<const int32_t> start, int B, int T,
+                          int first_row) {
+  if (kv_batch_ == 0)
+    fail("GPT2::forward_cached: there is no KV cache; call allocate_kv_cache(batch, capacity) first");
+  const int64_t max_rows = int64_t{max_batch_} * max_seq_;
+  if (B < 1 || T < 1 || int64_t{B} * T > max_rows)
+    fail("GPT2::forward_cached: batch {} x {} tokens does not fit this model (at most {} tokens per call)", B,
+         T, max_rows);
+  if (first_row < 0 || int64_t{first_row} + B > kv_batch_)
+    fail(
+        "GPT2::forward_cached: sequences [{}, {}) are outside the KV cache's {} rows; "
+        "call allocate_kv_cache with a larger batch",
+        first_row, int64_t{first_row} + B, kv_batch_);
+  const size_t n = static_cast<size_t>(B) * static_cast<size_t>(T);
+  if (tokens.size() != n)
+    fail("GPT2::forward_cached: {} tokens given for a {} x {} batch", tokens.size(), B, T);
+  if (start.size() != static_cast<size_t>(B))
+    fail("GPT2::forward_cached: {} start positions given for {} sequences", start.size(), B);
+  for (int b = 0; b < B; ++b)
+    if (start[b] < 0 || int64_t{start[b]} + T > kv_capacity_)
+      fail(
+          "GPT2::forward_cached: sequence {} would fill positions [{}, {}), outside the KV cache's [0, {}); "
+          "start again from 0 or allocate a larger cache (at most the context)",
+          b, start[b], int64_t{start[b]} + T, kv_capacity_);
+  for (size_t i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= shape_.vocab)
+      fail("GPT2::forward_cached: token {} at position {} is outside the vocabulary [0, {})", tokens[i], i,
+           shape_.vocab);
+  const Tensor device_tokens = reshaped(tokens_, {B, T}), device_start = reshaped(positions_, {B});
+  backend_.upload(device_tokens, tokens.data());
+  backend_.upload(device_start, start.data());
+  const CachedStep step{.start = device_start, .first_row = first_row};
+  run_forward(device_tokens, Tensor{}, Batch{B, T}, &step);
 }
 
 // ---- backward ----
@@ -418,7 +497,9 @@ void GPT2::write_parameter(const std::string& name, std::span<const float> value
 ModelMemory GPT2::memory() const {
   return {.parameters = params_.view().nbytes(),
           .gradients = grads_.view().nbytes(),
-          .activations = activations_.view().nbytes() + tokens_.view().nbytes() + targets_.view().nbytes()};
+          .activations = activations_.view().nbytes() + tokens_.view().nbytes() + targets_.view().nbytes() +
+                         positions_.view().nbytes(),
+          .kv_cache = kv_cache_.view().defined() ? kv_cache_.view().nbytes() : 0};
 }
 
 }  // namespace inkstone

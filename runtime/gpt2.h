@@ -27,7 +27,8 @@ struct ModelMemory {
   size_t parameters = 0;   // bytes, alignment gaps and wte padding included
   size_t gradients = 0;    // same layout as the parameters
   size_t activations = 0;  // forward activations, logits, activation gradients, tokens and targets
-  size_t total() const { return parameters + gradients + activations; }
+  size_t kv_cache = 0;     // keys and values of allocate_kv_cache (0 until it is called)
+  size_t total() const { return parameters + gradients + activations + kv_cache; }
 };
 
 class GPT2 {
@@ -65,6 +66,23 @@ class GPT2 {
   // p = 0 (the default) turns it off, as evaluation and generation need. Requires 0 <= p < 1.
   void set_dropout(float p, uint64_t seed);
 
+  // ---- Inference with a KV cache ----
+  // Allocates the cache once: keys and values of every layer for `batch` sequences of up to `capacity`
+  // positions (1 <= capacity <= context, batch >= 1). Calling it again with a larger size reallocates;
+  // any call forgets what the cache held (every sequence starts again from position 0).
+  void allocate_kv_cache(int batch, int capacity);
+  // Runs T new tokens for each of B sequences, rows [first_row, first_row + B) of the cache: sequence
+  // b's tokens (tokens[b*T .. b*T+T), row-major [B, T]) stand at positions start[b] + [0, T). Their keys
+  // and values are stored in the cache; the logits of every new token are then readable through
+  // logits() / read_logits() (row b*T + t). A sequence's earlier positions must have been filled by
+  // earlier calls; anything it stores past its own true length (right padding of a shorter prompt)
+  // is overwritten by its later tokens before it is ever read. Requires start[b] >= 0,
+  // start[b] + T <= capacity, B*T <= max_batch*max_seq. Dropout is not applied. Throws on bad input.
+  void forward_cached(std::span<const int32_t> tokens, std::span<const int32_t> start, int B, int T,
+                      int first_row = 0);
+  int kv_cache_batch() const { return kv_batch_; }
+  int kv_cache_capacity() const { return kv_capacity_; }
+
   // Logits of the last forward, [B*T, padded_vocab]; columns >= vocab are padding (zero).
   // Valid until backward() or the next forward.
   Tensor logits() const;
@@ -100,8 +118,18 @@ class GPT2 {
     int64_t N() const { return int64_t{B} * T; }
   };
 
-  float run_forward(Tensor tokens, Tensor targets, const Batch& batch);
-  void block_forward(int layer, Tensor residual_in, const Batch& batch);
+  // What turns a forward pass into a KV-cache step: per-sequence start positions (I32 [B], on the
+  // device) and the first cache row the batch's sequences occupy.
+  struct CachedStep {
+    Tensor start;
+    int first_row = 0;
+  };
+
+  // `cached` null: a training/evaluation pass over whole sequences; otherwise a KV-cache step.
+  float run_forward(Tensor tokens, Tensor targets, const Batch& batch, const CachedStep* cached = nullptr);
+  void block_forward(int layer, Tensor residual_in, const Batch& batch, const CachedStep* cached);
+  // Layer `layer`'s keys (part 0) or values (part 1) for cache rows [first_row, first_row + B).
+  Tensor kv_cache_view(int layer, int part, int first_row, int B) const;
   void block_backward(int layer, Tensor residual_in, Tensor d_residual, const Batch& batch);
   void check_batch(int B, int T) const;
   enum class DropoutSite { Embedding, Attention, Mlp };
@@ -117,6 +145,9 @@ class GPT2 {
   ParameterLayout layout_;
   ActivationOffsets acts_;
   DeviceTensor params_, grads_, activations_, tokens_, targets_;
+  DeviceTensor kv_cache_;   // [n_layer][2 (k, v)][kv_batch_][n_head][kv_capacity_][head_dim]
+  DeviceTensor positions_;  // I32 [max_batch * max_seq]: start positions of forward_cached
+  int kv_batch_ = 0, kv_capacity_ = 0;
   GPT2Weights weights_, weight_grads_;
 
   Stage stage_ = Stage::Empty;

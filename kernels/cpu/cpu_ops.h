@@ -17,6 +17,7 @@ void layernorm_forward(const LayerNormForward& p);
 void layernorm_backward(const LayerNormBackward& p);
 void attention_forward(const AttentionForward& p);
 void attention_backward(const AttentionBackward& p);
+void attention_kv_cache(const AttentionKvCache& p);
 void softmax_forward(const SoftmaxForward& p);
 void cross_entropy(const CrossEntropy& p);
 void gelu_forward(const GeluForward& p);

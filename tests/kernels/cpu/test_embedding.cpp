@@ -1,5 +1,5 @@
 // embedding_forward / embedding_backward against the double reference: repeated tokens, a position
-// offset, the += contract, finite differences, and out-of-range inputs.
+// offset, per-sequence positions, the += contract, finite differences, and out-of-range inputs.
 #include <gtest/gtest.h>
 
 #include <random>
@@ -44,11 +44,43 @@ TEST(Embedding, ForwardMatchesReference) {
                             .tokens = Tensor(tokens.data(), DType::I32, {s.B, s.T}),
                             .wte = Tensor(wte.data(), DType::F32, {s.V, s.C}),
                             .wpe = Tensor(wpe.data(), DType::F32, {s.ctx, s.C}),
-                            .pos_offset = s.pos_offset});
+                            .pos_offset = s.pos_offset,
+                            .positions = {}});
     const ref::Vec expected =
         ref::embedding_forward(tokens, s.T, s.C, ref::to_double(wte), ref::to_double(wpe), s.pos_offset);
     EXPECT_LT(ref::max_scaled_error(out, expected), ref::fp32_tolerance(1, 2));  // one rounded add
   }
+}
+
+TEST(Embedding, PerSequencePositionsReplaceTheOffset) {
+  const int64_t B = 3, T = 4, C = 5, V = 7, ctx = 12;
+  std::vector<int32_t> positions = {0, 5, 8};  // 8 + T == ctx: the last positions
+  auto tokens = random_tokens(B * T, V, 12);
+  auto wte = random_floats(V * C, 13), wpe = random_floats(ctx * C, 14);
+  std::vector<float> out(B * T * C, -1.0f);
+  EmbeddingForward p{.out = Tensor(out.data(), DType::F32, {B, T, C}),
+                     .tokens = Tensor(tokens.data(), DType::I32, {B, T}),
+                     .wte = Tensor(wte.data(), DType::F32, {V, C}),
+                     .wpe = Tensor(wpe.data(), DType::F32, {ctx, C}),
+                     .pos_offset = 2,  // ignored when positions is given
+                     .positions = Tensor(positions.data(), DType::I32, {B})};
+  cpu::embedding_forward(p);
+  ref::Vec expected;  // sequence b alone, with its own position as the offset
+  for (int64_t b = 0; b < B; ++b) {
+    const std::vector<int32_t> row(tokens.begin() + b * T, tokens.begin() + (b + 1) * T);
+    const ref::Vec e =
+        ref::embedding_forward(row, T, C, ref::to_double(wte), ref::to_double(wpe), positions[b]);
+    expected.insert(expected.end(), e.begin(), e.end());
+  }
+  EXPECT_LT(ref::max_scaled_error(out, expected), ref::fp32_tolerance(1, 2));
+
+  positions = {0, 5, 9};  // 9 + T > ctx
+  EXPECT_THROW(cpu::embedding_forward(p), std::invalid_argument);
+  positions = {0, -1, 0};
+  EXPECT_THROW(cpu::embedding_forward(p), std::invalid_argument);
+  positions = {0, 0, 0};
+  p.positions = Tensor(positions.data(), DType::I32, {B - 1});  // one start per sequence
+  EXPECT_THROW(cpu::embedding_forward(p), std::invalid_argument);
 }
 
 TEST(Embedding, BackwardAccumulatesReferenceGradients) {
@@ -110,7 +142,8 @@ TEST(Embedding, RejectsTokensOutsideVocabularyAndPositionsPastContext) {
                      .tokens = Tensor(tokens.data(), DType::I32, {2, 2}),
                      .wte = Tensor(wte.data(), DType::F32, {4, 2}),
                      .wpe = Tensor(wpe.data(), DType::F32, {3, 2}),
-                     .pos_offset = 0};
+                     .pos_offset = 0,
+                     .positions = {}};
   EXPECT_NO_THROW(cpu::embedding_forward(p));
   tokens[3] = 4;  // V = 4
   EXPECT_THROW(cpu::embedding_forward(p), std::invalid_argument);
