@@ -26,54 +26,59 @@ double PerplexityResult::bits_per_byte() const {
 
 namespace {
 
-// Scores `rows` consecutive windows of T predictions each, the first starting at token `first`:
-// window r reads tokens [first + r*T, first + r*T + T] (T inputs, then T targets shifted by one).
-// Returns the summed NLL in nats and adds the predictions made to `scored`.
-double score_windows(GPT2& model, std::span<const int32_t> tokens, size_t first, int rows, int T,
-                     std::vector<int32_t>& inputs, std::vector<int32_t>& targets, int64_t& scored) {
-  const size_t n = static_cast<size_t>(rows) * static_cast<size_t>(T);
-  inputs.resize(n);
-  targets.resize(n);
-  for (int r = 0; r < rows; ++r) {
-    const size_t start = first + static_cast<size_t>(r) * static_cast<size_t>(T);
-    std::copy_n(tokens.begin() + start, T, inputs.begin() + r * T);
-    std::copy_n(tokens.begin() + start + 1, T, targets.begin() + r * T);
-  }
-  const double mean = model.forward(inputs, targets, rows, T);
-  scored += model.counted_targets();
-  return mean * static_cast<double>(model.counted_targets());
+void check_arguments(const GPT2& model, size_t tokens, int window, int stride, int batch) {
+  if (tokens < 2) fail("perplexity needs at least 2 tokens (one to read, one to predict); got {}", tokens);
+  const int longest = std::min(model.max_seq(), model.shape().context);
+  if (window < 1 || window > longest)
+    fail("evaluate_perplexity: window {} is outside [1, {}] (the model's context and max_seq)", window,
+         longest);
+  if (stride < 1 || stride > window)
+    fail("evaluate_perplexity: stride {} is outside [1, {}] (the window); a larger stride would skip tokens",
+         stride, window);
+  if (batch < 1 || batch > model.max_batch())
+    fail("evaluate_perplexity: batch {} is outside [1, {}] (the model's max_batch)", batch,
+         model.max_batch());
 }
 
 }  // namespace
 
 PerplexityResult evaluate_perplexity(GPT2& model, std::span<const int32_t> tokens, uint64_t text_bytes,
-                                     int window, int batch) {
-  if (tokens.size() < 2)
-    fail("perplexity needs at least 2 tokens (one to read, one to predict); got {}", tokens.size());
-  if (window < 1) fail("evaluate_perplexity: window must be >= 1 (got {})", window);
-  if (batch < 1 || batch > model.max_batch())
-    fail("evaluate_perplexity: batch {} is outside [1, {}] (the model's max_batch)", batch,
-         model.max_batch());
-
-  // Window w holds tokens [w*W, w*W + W] and predicts the last W of them, so consecutive windows
-  // share one boundary token and every token after the first is predicted exactly once.
-  const int W = std::min({window, model.max_seq(), model.shape().context});
-  const size_t predictions = tokens.size() - 1;
-  const size_t full_windows = predictions / static_cast<size_t>(W);
-  const int tail = static_cast<int>(predictions % static_cast<size_t>(W));
+                                     int window, int stride, int batch) {
+  check_arguments(model, tokens.size(), window, stride, batch);
+  const size_t predictions = tokens.size() - 1;  // prediction i: token i+1 from tokens <= i
 
   PerplexityResult result;
   result.text_bytes = text_bytes;
-  std::vector<int32_t> inputs, targets;  // staging, reused by every forward
-  for (size_t w = 0; w < full_windows;) {
-    const int rows = static_cast<int>(std::min(full_windows - w, static_cast<size_t>(batch)));
-    result.nll_sum += score_windows(model, tokens, w * static_cast<size_t>(W), rows, W, inputs, targets,
-                                    result.scored_tokens);
-    w += static_cast<size_t>(rows);
+  // Windows wait here, as rows of one [rows, T] forward, until the batch is full or a window of
+  // another length comes (only the last window can be shorter).
+  std::vector<int32_t> inputs, targets;
+  inputs.reserve(static_cast<size_t>(batch) * static_cast<size_t>(window));
+  targets.reserve(inputs.capacity());
+  int rows = 0, T = 0;
+  const auto run_pending = [&] {
+    if (rows == 0) return;
+    const double mean = model.forward(inputs, targets, rows, T);
+    result.nll_sum += mean * static_cast<double>(model.counted_targets());
+    result.scored_tokens += model.counted_targets();
+    inputs.clear();
+    targets.clear();
+    rows = 0;
+  };
+
+  size_t scored_up_to = 0;  // predictions [0, scored_up_to) are scored by earlier windows
+  for (size_t begin = 0; scored_up_to < predictions; begin += static_cast<size_t>(stride)) {
+    const size_t end = std::min(begin + static_cast<size_t>(window), predictions);
+    const int length = static_cast<int>(end - begin);
+    if (rows == batch || (rows > 0 && length != T)) run_pending();
+    T = length;
+    for (size_t i = begin; i < end; ++i) {
+      inputs.push_back(tokens[i]);
+      targets.push_back(i >= scored_up_to ? tokens[i + 1] : -1);  // < 0: scored already, ignored
+    }
+    ++rows;
+    scored_up_to = end;
   }
-  if (tail > 0)
-    result.nll_sum += score_windows(model, tokens, full_windows * static_cast<size_t>(W), 1, tail, inputs,
-                                    targets, result.scored_tokens);
+  run_pending();
   return result;
 }
 

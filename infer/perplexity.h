@@ -1,6 +1,13 @@
-// Perplexity of a model on a token sequence, first version: non-overlapping windows of up to
-// `window` tokens (the model's context), every token after the first predicted exactly once, each
-// window scored with its own tokens as context. "Writing with the model" adds the strided method.
+// Perplexity of a model on a token sequence with Hugging Face's fixed-length (strided sliding
+// window) method, counted over predictions: the N tokens give N-1 predictions (token i+1 from tokens
+// <= i), and every one is scored exactly once.
+//   Window k reads up to `window` input tokens starting at k*stride and predicts the token after each;
+//   it scores only the predictions that no earlier window scored (its last `stride`, the first window
+//   all of its own), so every scored prediction sees at least window - stride tokens of context
+//   beyond the first window. stride = window gives non-overlapping windows (each prediction sees only
+//   its own window); a smaller stride buys context with compute.
+// The one difference from the HF recipe: a window of W inputs predicts W tokens (HF's: W - 1, the first
+// token of a window being context only), so stride = window leaves no token unscored.
 #pragma once
 
 #include <cstdint>
@@ -19,9 +26,10 @@ struct PerplexityResult {
   double bits_per_byte() const;  // nll_sum / ln 2 / text_bytes; NaN when text_bytes == 0
 };
 
-// Throws inkstone::Error when fewer than 2 tokens. `batch` windows run per forward pass
-// (model.max_batch() >= batch, model.max_seq() >= window).
+// Throws inkstone::Error when fewer than 2 tokens, or when window, stride or batch are out of range:
+// 1 <= stride <= window, window <= min(model.max_seq(), context), 1 <= batch <= model.max_batch().
+// `batch` windows of equal length run per forward pass.
 PerplexityResult evaluate_perplexity(GPT2& model, std::span<const int32_t> tokens, uint64_t text_bytes,
-                                     int window, int batch);
+                                     int window, int stride, int batch);
 
 }  // namespace inkstone
