@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "infer/generator.h"
 #include "runtime/backend.h"
 #include "runtime/model_checkpoint.h"
@@ -63,9 +65,10 @@ TEST_F(GenerateCommand, PrintsThePromptThenTheContinuation) {
   const testing::CommandResult r =
       generate_cli({"--prompt", "Once upon", "--max-new-tokens", "20", "--seed", "5"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  // The defaults: temperature 0.8, top-k 40, <|endoftext|> first.
+  // The defaults: temperature 0.8, top-p 0.9, no top-k, <|endoftext|> first.
   const GenerateResult want = in_process(
-      "Once upon", {.sampling = {.temperature = 0.8, .top_k = 40, .seed = 5}, .max_new_tokens = 20});
+      "Once upon",
+      {.sampling = {.temperature = 0.8, .top_k = 0, .top_p = 0.9, .seed = 5}, .max_new_tokens = 20});
   EXPECT_EQ(r.out, "Once upon" + want.text + "\n");
   EXPECT_NE(r.err.find("finished: " + want.finish_reason), std::string::npos) << r.err;
   EXPECT_NE(r.err.find(std::to_string(want.tokens.size()) + " tokens"), std::string::npos) << r.err;
@@ -73,10 +76,17 @@ TEST_F(GenerateCommand, PrintsThePromptThenTheContinuation) {
 
 TEST_F(GenerateCommand, FlagsReachTheGenerator) {
   const testing::CommandResult r =
-      generate_cli({"--prompt", "moon", "--max-new-tokens", "30", "--temperature", "1.5", "--top-k", "0",
-                    "--seed", "8", "--no-eot-start"});
+      generate_cli({"--prompt", "moon", "--max-new-tokens", "30", "--temperature", "1.5", "--top-k", "9",
+                    "--top-p", "0.7", "--min-p", "0.01", "--repetition-penalty", "1.3",
+                    "--no-repeat-ngram-size", "2", "--seed", "8", "--no-eot-start"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const GenerateResult want = in_process("moon", {.sampling = {.temperature = 1.5, .top_k = 0, .seed = 8},
+  const GenerateResult want = in_process("moon", {.sampling = {.temperature = 1.5,
+                                                               .top_k = 9,
+                                                               .top_p = 0.7,
+                                                               .min_p = 0.01,
+                                                               .repetition_penalty = 1.3,
+                                                               .no_repeat_ngram_size = 2,
+                                                               .seed = 8},
                                                   .max_new_tokens = 30,
                                                   .start_of_document = false});
   EXPECT_EQ(r.out, "moon" + want.text + "\n");
@@ -117,6 +127,63 @@ TEST_F(GenerateCommand, BadFlagsAndInputAreOneErrorLine) {
   expect_error(generate_cli({"--prompt", "", "--no-eot-start"}), "the prompt is empty");
   expect_error(generate_cli({"--no-eot-start"}), "the prompt is empty");
   expect_error(generate_cli({"--prompt", std::string(40, 'x')}), "longer than the model's context");
+  expect_error(generate_cli({"--prompt", "a", "--top-p", "0"}), "--top-p");
+  expect_error(generate_cli({"--prompt", "a", "--top-p", "1.5"}), "--top-p");
+  expect_error(generate_cli({"--prompt", "a", "--num-samples", "0"}), "--num-samples");
+  expect_error(generate_cli({"--prompt", "a", "--logprobs"}), "--logprobs needs --json");
+  expect_error(generate_cli({"--prompts-file", "missing.txt"}), "missing.txt");
+  testing::write_file(dir / "blank.txt", "\n  \n");
+  expect_error(generate_cli({"--prompts-file", "blank.txt"}), "no prompt");
+  fs::remove(dir / "ckpt" / "tokenizer.json");
+  expect_error(generate_cli({"--prompt", "a"}), "tokenizer.json");
+}
+
+TEST_F(GenerateCommand, ASlidingWindowAcceptsALongPrompt) {
+  const testing::CommandResult r =
+      generate_cli({"--prompt", std::string(40, 'x'), "--sliding-window", "--max-new-tokens", "30"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind(std::string(40, 'x'), 0), 0u);
+}
+
+TEST_F(GenerateCommand, JsonHoldsEveryGenerationOfEveryPrompt) {
+  testing::write_file(dir / "prompts.txt", "From file\n\nsecond line\r\n");
+  const testing::CommandResult r =
+      generate_cli({"--prompt", "Hello", "--prompts-file", "prompts.txt", "--num-samples", "2",
+                    "--max-new-tokens", "7", "--seed", "3", "--stop", "zz", "--json", "--logprobs"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  const std::vector<std::string> prompts = {"Hello", "From file", "second line"};
+  const auto& gens = j.at("generations");
+  ASSERT_EQ(gens.size(), 6u);
+  const ModelCheckpointInfo info = read_model_checkpoint_info(dir / "ckpt");
+  const std::unique_ptr<GPT2> model = load_model(info, *backend, 6, kShape.context);
+  const GenerateConfig config{.sampling = {.temperature = 0.8, .top_k = 0, .top_p = 0.9, .seed = 3},
+                              .max_new_tokens = 7,
+                              .num_samples = 2,
+                              .stop = {"zz"}};
+  const std::vector<GenerateResult> want = generate(*model, *info.tokenizer, prompts, config);
+  for (size_t i = 0; i < 6; ++i) {
+    const auto& g = gens[i];
+    EXPECT_EQ(g.at("prompt").get<std::string>(), prompts[i / 2]);
+    EXPECT_EQ(g.at("prompt_index").get<size_t>(), i / 2);
+    EXPECT_EQ(g.at("sample_index").get<int>(), static_cast<int>(i % 2));
+    // JSON text is UTF-8: bytes that are not (this tiny model writes any byte) become U+FFFD.
+    const std::string text =
+        nlohmann::json(want[i].text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    EXPECT_EQ(g.at("text").get<std::string>(), nlohmann::json::parse(text).get<std::string>());
+    EXPECT_EQ(g.at("tokens").get<std::vector<int32_t>>(), want[i].tokens);
+    EXPECT_EQ(g.at("finish_reason").get<std::string>(), want[i].finish_reason);
+    ASSERT_EQ(g.at("logprobs").size(), want[i].tokens.size());
+    for (size_t t = 0; t < want[i].tokens.size(); ++t) EXPECT_LE(g.at("logprobs")[t].get<double>(), 0.0);
+  }
+}
+
+TEST_F(GenerateCommand, SeveralGenerationsArePrintedUnderHeaders) {
+  const testing::CommandResult r =
+      generate_cli({"--prompt", "A", "--prompt", "B", "--num-samples", "2", "--max-new-tokens", "4"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("--- prompt 1 of 2, sample 1 of 2"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("--- prompt 2 of 2, sample 2 of 2"), std::string::npos) << r.out;
 }
 
 }  // namespace
