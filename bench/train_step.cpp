@@ -11,10 +11,9 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <chrono>
-#include <fstream>
 #include <vector>
 
+#include "bench/bench_common.h"
 #include "bench/timed_backend.h"
 #include "kernels/cpu/cpu_ops.h"
 #include "runtime/backend.h"
@@ -32,16 +31,6 @@ struct Options {
   int batch = 4, seq = 64, threads = 2, warmup = 2, steps = 10;
   std::string device = "cpu", json;
 };
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  const size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-double now_seconds() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 int run(const Options& o) {
   ModelConfig model_config;
@@ -124,9 +113,7 @@ int run(const Options& o) {
                                 {"backward_ms", 1e3 * median(backward_s)},
                                 {"optimizer_ms", 1e3 * median(optimizer_s)},
                                 {"per_op", per_op}};
-    std::ofstream f(o.json);
-    f << out.dump(2) << "\n";
-    if (!f) fail("--json {}: cannot write the file; check the directory exists and is writable", o.json);
+    write_json(o.json, out);
   }
   return 0;
 }
@@ -148,10 +135,5 @@ int main(int argc, char** argv) {
   app.add_option("--device", o.device, "cpu, cuda or auto")->capture_default_str();
   app.add_option("--json", o.json, "write the results as JSON to this file");
   CLI11_PARSE(app, argc, argv);
-  try {
-    return inkstone::bench::run(o);
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "bench_train_step: error: {}\n", e.what());
-    return 1;
-  }
+  return inkstone::bench::run_reporting_errors("bench_train_step", [&] { return inkstone::bench::run(o); });
 }
