@@ -1,9 +1,10 @@
 #include "runtime/tokenizer.h"
 
-#include <fstream>
+#include <filesystem>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
+#include "runtime/bpe_json.h"
+#include "runtime/bpe_tokenizer.h"
 #include "runtime/byte_level.h"
 #include "runtime/error.h"
 #include "runtime/json_limits.h"
@@ -26,40 +27,34 @@ std::string json_type(const json& value) {
   return value.is_object() ? value.value("type", "") : "";
 }
 
-// Why `doc` is not the byte tokenizer's shape, or "" when it is. Only what changes ids is checked
-// strictly (vocab, merges, normalizer, prefix space, added tokens); offsets settings are free.
-std::string byte_tokenizer_mismatch(const json& doc) {
-  if (!doc.is_object()) return "the file is not a JSON object";
+// Whether `doc` is the byte tokenizer's tokenizer.json (what ByteTokenizer::to_json writes, give or
+// take what does not change ids: offsets settings, <|endoftext|> listed in the vocab as GPT-2 does).
+// Those files load as ByteTokenizer, whose name and hash existing shards and checkpoints record.
+bool is_byte_tokenizer(const json& doc) {
+  if (!doc.is_object()) return false;
   const json model = doc.value("model", json());
-  if (json_type(model) != "BPE") return "its model is not BPE";
+  if (json_type(model) != "BPE") return false;
   const json merges = model.value("merges", json::array());
-  if (!merges.is_array() || !merges.empty()) return "it has BPE merges";
+  if (!merges.is_array() || !merges.empty()) return false;
   const json vocab = model.value("vocab", json());
-  if (!vocab.is_object()) return "its model has no vocab object";
+  if (!vocab.is_object()) return false;
   size_t bytes_seen = 0;
   for (const auto& [symbol, id] : vocab.items()) {
     if (symbol == kEndOfText && id == ByteTokenizer::kEndOfTextId) continue;  // GPT-2 lists it here too
     const auto byte = byte_from_symbol(symbol);
-    if (!byte || !id.is_number_integer() || id.get<int64_t>() != *byte) {
-      return "its vocab is not the 256 byte symbols in byte order";
-    }
+    if (!byte || !id.is_number_integer() || id.get<int64_t>() != *byte) return false;
     ++bytes_seen;
   }
-  if (bytes_seen != 256) return "its vocab is not the 256 byte symbols in byte order";
-  if (!doc.value("normalizer", json()).is_null()) return "it has a normalizer";
+  if (bytes_seen != 256) return false;
+  if (!doc.value("normalizer", json()).is_null()) return false;
   const json pre = doc.value("pre_tokenizer", json());
-  if (json_type(pre) != "ByteLevel" || pre.value("add_prefix_space", false)) {
-    return "its pre_tokenizer is not ByteLevel without a prefix space";
-  }
+  if (json_type(pre) != "ByteLevel" || pre.value("add_prefix_space", false)) return false;
   const json post = doc.value("post_processor", json());
-  if (!post.is_null() && json_type(post) != "ByteLevel") return "its post_processor adds tokens";
+  if (!post.is_null() && json_type(post) != "ByteLevel") return false;
   const json added = doc.value("added_tokens", json());
-  if (!added.is_array() || added.size() != 1 || !added[0].is_object() ||
-      added[0].value("content", "") != kEndOfText ||
-      added[0].value("id", -1) != ByteTokenizer::kEndOfTextId || !added[0].value("special", false)) {
-    return "its added_tokens are not exactly <|endoftext|> with id 256";
-  }
-  return "";
+  return added.is_array() && added.size() == 1 && added[0].is_object() &&
+         added[0].value("content", "") == kEndOfText &&
+         added[0].value("id", -1) == ByteTokenizer::kEndOfTextId && added[0].value("special", false);
 }
 
 }  // namespace
@@ -112,25 +107,31 @@ std::string ByteTokenizer::to_json() const {
 }
 
 std::unique_ptr<Tokenizer> tokenizer_from_json(std::string_view json_text, const std::string& source) {
-  json doc;
-  try {
-    doc = parse_json_bounded(json_text);
-  } catch (const json::exception& e) {
-    fail("{}: not valid JSON ({}); a tokenizer.json from inkstone or Hugging Face is expected", source,
-         e.what());
-  } catch (const JsonTooDeep& e) {
-    fail("{}: not a tokenizer.json ({}); a tokenizer.json from inkstone or Hugging Face is expected", source,
-         e.what());
-  }
-  const std::string mismatch = byte_tokenizer_mismatch(doc);
-  if (mismatch.empty()) return std::make_unique<ByteTokenizer>();
-  fail(
-      "{}: not a byte-level tokenizer ({}); only the byte tokenizer can be loaded so far, use "
-      "data.tokenizer: byte",
-      source, mismatch);
+  const json doc = parse_tokenizer_json(json_text, source);
+  if (is_byte_tokenizer(doc)) return std::make_unique<ByteTokenizer>();
+  return std::make_unique<BpeTokenizer>(bpe_model_from_json(doc, source), source);
 }
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path) {
+  namespace fs = std::filesystem;
+  const auto gpt2_pair_in = [&path](const fs::path& dir) {
+    return std::make_unique<BpeTokenizer>(
+        bpe_model_from_vocab_merges((dir / "vocab.json").string(), (dir / "merges.txt").string()), path);
+  };
+  std::error_code ec;
+  const fs::path file(path);
+  if (fs::is_directory(file, ec)) {
+    if (fs::exists(file / "tokenizer.json", ec)) return load_tokenizer((file / "tokenizer.json").string());
+    if (fs::exists(file / "vocab.json", ec) && fs::exists(file / "merges.txt", ec)) return gpt2_pair_in(file);
+    fail(
+        "{}: the directory holds neither tokenizer.json nor vocab.json + merges.txt; check the path "
+        "(data.tokenizer)",
+        path);
+  }
+  if (file.filename() == "vocab.json" || file.filename() == "merges.txt")
+    return gpt2_pair_in(file.parent_path());
+  if (file.extension() == ".tiktoken")
+    return std::make_unique<BpeTokenizer>(bpe_model_from_tiktoken(path), path);
   return tokenizer_from_json(read_whole_file(path, "the tokenizer file", "check the path (data.tokenizer)"),
                              path);
 }

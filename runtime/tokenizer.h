@@ -44,11 +44,16 @@ class ByteTokenizer final : public Tokenizer {
   std::string to_json() const override;
 };
 
-// Reads a tokenizer.json. `source` names it in error messages. Recognises the byte tokenizer's
-// shape for now; BPE vocabularies with merges are the next kind to be dispatched from here.
+// Reads a tokenizer.json; `source` names it in error messages. The byte tokenizer's own file loads as
+// ByteTokenizer; any other byte-level BPE (model BPE, ByteLevel pre-tokenizer without a prefix space
+// and decoder, special added tokens) as BpeTokenizer (runtime/bpe_tokenizer.h); anything else
+// (WordPiece, Unigram, a normalizer, a prefix space, a template post-processor ...) is an error
+// naming what is unsupported.
 std::unique_ptr<Tokenizer> tokenizer_from_json(std::string_view json_text, const std::string& source);
+// `path`: a tokenizer.json file, a tiktoken rank file (*.tiktoken), GPT-2's vocab.json or merges.txt
+// (the other beside it), or a directory holding tokenizer.json or vocab.json + merges.txt.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::string& path);
-// DataConfig::tokenizer: "byte" or the path of a tokenizer.json.
+// DataConfig::tokenizer: "byte", or a path that load_tokenizer takes.
 std::unique_ptr<Tokenizer> tokenizer_from_spec(const std::string& spec);
 
 // sha256 hex of the canonical JSON (compact, object keys sorted), so whitespace and key order in
