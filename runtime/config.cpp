@@ -121,6 +121,21 @@ class ConfigReader {
               fmt::format("{} positions are fewer than train.seq_len {}; {}", shape.context,
                           config_.train.seq_len, advice));
     }
+    // A trained vocabulary needs a size (256 bytes + <|endoftext|> at least); with any other tokenizer
+    // a size would be silently ignored.
+    const DataConfig& data = config_.data;
+    if (data.tokenizer == "train" && data.vocab_size < 257) {
+      const char* key = was_set("data.vocab_size") ? "data.vocab_size" : "data.tokenizer";
+      fail_at(where(key), key,
+              fmt::format("data.tokenizer: train needs data.vocab_size of at least 257 (256 bytes + "
+                          "<|endoftext|>), got {}",
+                          data.vocab_size));
+    }
+    if (data.tokenizer != "train" && data.vocab_size != 0) {
+      fail_at(where("data.vocab_size"), "data.vocab_size",
+              "applies only to data.tokenizer: train (the vocabulary of a given tokenizer is its own); "
+              "remove it or set it to 0");
+    }
   }
 
  private:

@@ -23,7 +23,9 @@ struct ModelConfig {
 
 struct DataConfig {
   std::vector<std::string> corpus;     // files, folders or globs of UTF-8 text
-  std::string tokenizer = "byte";      // "byte" (256 byte ids + <|endoftext|>) or a tokenizer.json path
+  std::string tokenizer = "byte";      // "byte" (256 bytes + <|endoftext|>), "train" or a tokenizer.json
+  int vocab_size = 0;                  // tokenizer "train": the vocabulary to train, >= 257; 0 otherwise
+  std::string pre_tokenizer = "gpt2";  // tokenizer "train": gpt2 | gpt2-cjk (CJK characters kept apart)
   double val_fraction = 0.05;          // share of documents held out for validation, [0, 0.5]
   std::string invalid_utf8 = "error";  // "error" (names file and byte offset) or "replace" (U+FFFD)
   std::string document_separator;      // a line equal to this splits a file into documents; "" = one per file

@@ -114,6 +114,9 @@ const std::vector<ConfigField>& config_fields() {
 
       {"data.corpus", ref<&DataConfig::corpus>},
       {"data.tokenizer", ref<&DataConfig::tokenizer>},
+      {"data.vocab_size", ref<&DataConfig::vocab_size>, within(0, 1 << 24),
+       "0 unless data.tokenizer is train"},
+      {"data.pre_tokenizer", ref<&DataConfig::pre_tokenizer>, {"gpt2", "gpt2-cjk"}},
       {"data.val_fraction", ref<&DataConfig::val_fraction>, within(0, 0.5)},
       {"data.invalid_utf8", ref<&DataConfig::invalid_utf8>, {"error", "replace"}},
       {"data.document_separator", ref<&DataConfig::document_separator>, EmptyText::kAllowed},

@@ -14,6 +14,8 @@
 #include <set>
 #include <string_view>
 
+#include "runtime/bpe_tokenizer.h"
+#include "runtime/bpe_trainer.h"
 #include "runtime/document_split.h"
 #include "runtime/durable_file.h"
 #include "runtime/error.h"
@@ -285,13 +287,36 @@ void log_report(const PrepareReport& r, const fs::path& dest, std::ostream& log)
   log << fmt::format("prepare: wrote {}\n", dest.string());
 }
 
+// data.tokenizer: train. A BPE vocabulary learnt from the training documents alone: validation text
+// seen by the tokenizer would leak into what validation measures.
+std::unique_ptr<Tokenizer> train_tokenizer(const DataConfig& config, const Corpus& corpus,
+                                           const std::vector<size_t>& documents, std::ostream& log) {
+  BpeTrainerConfig trainer;
+  trainer.vocab_size = config.vocab_size;
+  trainer.rule = parse_pre_tokenizer_rule(config.pre_tokenizer, "data.pre_tokenizer");
+  std::vector<std::string_view> texts;
+  texts.reserve(documents.size());
+  for (const size_t i : documents) texts.push_back(corpus.document(i));
+  BpeTrainingStats stats;
+  auto tokenizer = std::make_unique<BpeTokenizer>(train_bpe(texts, trainer, &stats), "the trained tokenizer");
+  log << fmt::format(
+      "prepare: trained a {}-token BPE vocabulary ({} pre-tokenizer) on {} training documents, {} bytes, in "
+      "{:.2f} s{}\n",
+      tokenizer->vocab_size(), config.pre_tokenizer, documents.size(), stats.corpus_bytes,
+      stats.count_seconds + stats.merge_seconds,
+      tokenizer->vocab_size() < config.vocab_size
+          ? fmt::format("; short of data.vocab_size {}: no pair left is seen twice", config.vocab_size)
+          : "");
+  return tokenizer;
+}
+
 }  // namespace
 
 std::string PrepareReport::to_json() const {
   nlohmann::ordered_json files_json = nlohmann::ordered_json::array();
   for (const CorpusFile& f : files)
     files_json.push_back({{"path", f.path}, {"bytes", f.bytes}, {"sha256", f.sha256}});
-  const nlohmann::ordered_json doc = {
+  nlohmann::ordered_json doc = {
       {"format", "inkstone-prepare"},
       {"version", 1},
       {"data",
@@ -320,6 +345,10 @@ std::string PrepareReport::to_json() const {
         {"line_ends_changed", corpus.clean.line_ends_changed},
         {"boms_removed", corpus.clean.boms_removed}}},
       {"split", {{"seed", split_seed}, {"train", split_json(train)}, {"val", split_json(val)}}}};
+  if (data.tokenizer == kTrainedTokenizer) {
+    doc["data"]["vocab_size"] = data.vocab_size;
+    doc["data"]["pre_tokenizer"] = data.pre_tokenizer;
+  }
   return doc.dump(2) + "\n";
 }
 
@@ -328,7 +357,20 @@ PrepareReport prepare_corpus(const DataConfig& config, std::ostream& log) {
   const fs::path dest = destination_of(config.dir);
   check_replaceable(dest);
 
-  const std::unique_ptr<Tokenizer> tokenizer = tokenizer_from_spec(config.tokenizer);
+  // A tokenizer to load is loaded first, so that a bad path fails before the corpus is read.
+  const bool trained = config.tokenizer == kTrainedTokenizer;
+  if (trained && config.vocab_size < 257) {
+    fail("data.tokenizer is train but data.vocab_size is {}; set the vocabulary to train, at least 257",
+         config.vocab_size);
+  }
+  std::unique_ptr<Tokenizer> tokenizer = trained ? nullptr : tokenizer_from_spec(config.tokenizer);
+
+  const std::vector<std::string> corpus_files = expand_corpus(config.corpus);
+  check_corpus_outside(corpus_files, dest);
+  const Corpus corpus = read_corpus(config, corpus_files);
+  const DocumentSplit split = split_documents_train_val(corpus.num_documents(), config.val_fraction);
+  if (trained) tokenizer = train_tokenizer(config, corpus, split.train, log);
+
   const std::string tokenizer_json = tokenizer->to_json();
   PrepareReport report;
   report.data = config;
@@ -337,13 +379,8 @@ PrepareReport prepare_corpus(const DataConfig& config, std::ostream& log) {
   report.eot_id = tokenizer->eot_id();
   report.tokenizer_sha256 = tokenizer_hash(tokenizer_json);
   report.split_seed = kSplitSeed;
-
-  const std::vector<std::string> corpus_files = expand_corpus(config.corpus);
-  check_corpus_outside(corpus_files, dest);
-  const Corpus corpus = read_corpus(config, corpus_files);
   report.files = corpus.files();
   report.corpus = corpus.stats();
-  const DocumentSplit split = split_documents_train_val(corpus.num_documents(), config.val_fraction);
 
   std::error_code ec;
   fs::create_directories(dest.parent_path(), ec);

@@ -1,6 +1,8 @@
 // `inkstone prepare`: corpus -> cleaned documents -> train/val split -> token shards, written with
 // tokenizer.json and prepare.json (this report) into DataConfig::dir.
 //
+// With data.tokenizer: train, a byte-level BPE vocabulary is first trained on the training documents
+// (never on validation ones, whose text would then leak into what validation measures).
 // Each document is preceded by <|endoftext|> (GPT-2's convention), so a document boundary is always
 // visible to the model and the first token of a window never depends on the previous document's end.
 // The directory is built beside its destination and renamed into place: a failed run leaves an
@@ -12,6 +14,7 @@
 #include <cstdint>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "runtime/config.h"
@@ -21,6 +24,8 @@ namespace inkstone {
 
 inline constexpr const char* kPrepareReportFile = "prepare.json";
 inline constexpr const char* kTokenizerFile = "tokenizer.json";
+// DataConfig::tokenizer asking prepare to train a byte-level BPE vocabulary on the training documents.
+inline constexpr std::string_view kTrainedTokenizer = "train";
 
 struct ShardInfo {
   std::string file;  // name inside the prepared directory, e.g. train_00000.bin

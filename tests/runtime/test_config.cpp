@@ -347,6 +347,25 @@ TEST(ConfigErrors, ShapeIsCheckedAfterThePresetIsApplied) {
   EXPECT_EQ(parse_config("model: {context: 512}\ntrain: {seq_len: 512}\n", kName).train.seq_len, 512);
 }
 
+TEST(ConfigErrors, ATrainedTokenizerNeedsAVocabSizeAndOnlyItTakesOne) {
+  EXPECT_CONTAINS(
+      parse_error("data:\n  tokenizer: train\n"),
+      "configs/x.yaml:2: data.tokenizer: data.tokenizer: train needs data.vocab_size of at least 257");
+  EXPECT_CONTAINS(
+      parse_error("data:\n  tokenizer: train\n  vocab_size: 256\n"),
+      "configs/x.yaml:3: data.vocab_size: data.tokenizer: train needs data.vocab_size of at least "
+      "257 (256 bytes + <|endoftext|>), got 256");
+  EXPECT_CONTAINS(parse_error("data:\n  vocab_size: 8192\n"),
+                  "configs/x.yaml:2: data.vocab_size: applies only to data.tokenizer: train");
+  EXPECT_CONTAINS(parse_error("data: {tokenizer: train, vocab_size: 300, pre_tokenizer: cjk}\n"),
+                  "data.pre_tokenizer");
+  const RunConfig config =
+      parse_config("data: {tokenizer: train, vocab_size: 8192, pre_tokenizer: gpt2-cjk}\n", kName);
+  EXPECT_EQ(config.data.vocab_size, 8192);
+  EXPECT_EQ(config.data.pre_tokenizer, "gpt2-cjk");
+  EXPECT_EQ(parse_config(to_yaml(config), kName), config);
+}
+
 TEST(ConfigErrors, TheFileItself) {
   EXPECT_CONTAINS(parse_error(""), "configs/x.yaml:1: the config is empty");
   EXPECT_CONTAINS(parse_error("# nothing but comments\n\n"), "configs/x.yaml:1: the config is empty");
@@ -440,6 +459,8 @@ const std::vector<std::string> kAllKeys = {
     "model.vocab",
     "data.corpus",
     "data.tokenizer",
+    "data.vocab_size",
+    "data.pre_tokenizer",
     "data.val_fraction",
     "data.invalid_utf8",
     "data.document_separator",

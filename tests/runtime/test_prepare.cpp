@@ -8,6 +8,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "runtime/bpe_tokenizer.h"
+#include "runtime/bpe_trainer.h"
+#include "runtime/document_split.h"
 #include "runtime/error.h"
 #include "runtime/token_shard.h"
 #include "runtime/tokenizer.h"
@@ -246,6 +249,121 @@ TEST_F(Prepare, RejectsBadSettings) {
   EXPECT_EQ(prepare_corpus(config, log).val.documents, 1u);
   config.corpus = {(dir / "corpus" / "a.txt").string()};  // one document cannot be split
   EXPECT_NE(error_of([&] { prepare_corpus(config, log); }).find("single document"), std::string::npos);
+}
+
+// ---------------------------------------------------------------- data.tokenizer: train
+
+// Twenty documents; the ones split_documents_train_val gives validation repeat a word of letters
+// (Q, X, Z, J) that no training document has, far more often than any training word.
+class PrepareTrainedTokenizer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const DocumentSplit split = split_documents_train_val(kDocuments, kValFraction);
+    is_val.assign(kDocuments, false);
+    for (const size_t i : split.val) is_val[i] = true;
+    const std::vector<std::string> words = {"rain", "spain", "plain", "mainly", "falls", "the", "in"};
+    std::string corpus;
+    for (size_t i = 0; i < kDocuments; ++i) {
+      std::string doc;
+      for (size_t line = 0; line < 6; ++line) {
+        for (size_t w = 0; w < 8; ++w) doc += (w ? " " : "") + words[(i * 3 + line * 5 + w) % words.size()];
+        doc += "\n";
+      }
+      if (is_val[i]) {
+        for (int r = 0; r < 60; ++r) doc += "QZXJ QZXJ JXZQ\n";
+      }
+      documents.push_back(doc);
+      corpus += doc + "%\n";
+    }
+    testing::write_file(dir / "corpus.txt", corpus);
+    config.corpus = {(dir / "corpus.txt").string()};
+    config.document_separator = "%";
+    config.val_fraction = kValFraction;
+    config.tokenizer = "train";
+    config.vocab_size = 270;
+    config.dir = (dir / "prepared").string();
+  }
+
+  static constexpr size_t kDocuments = 20;
+  static constexpr double kValFraction = 0.2;
+  testing::TempDir dir;
+  DataConfig config;
+  std::vector<std::string> documents;
+  std::vector<bool> is_val;
+};
+
+bool has_validation_letter(std::string_view token) {
+  return token.find_first_of("QZXJ") != std::string_view::npos;
+}
+
+TEST_F(PrepareTrainedTokenizer, ShardsDecodeToTheDocumentsWithTheStoredTokenizer) {
+  std::ostringstream log;
+  const PrepareReport report = prepare_corpus(config, log);
+  const fs::path out = dir / "prepared";
+  const std::string tokenizer_json = testing::read_file(out / "tokenizer.json");
+  const auto tokenizer = tokenizer_from_json(tokenizer_json, "tokenizer.json");
+  EXPECT_EQ(tokenizer->vocab_size(), 270);
+  EXPECT_EQ(report.vocab_size, 270);
+  const json r = json::parse(testing::read_file(out / "prepare.json"));
+  EXPECT_EQ(r["tokenizer"]["sha256"], tokenizer_hash(tokenizer_json));
+  EXPECT_EQ(r["data"]["tokenizer"], "train");
+  EXPECT_EQ(r["data"]["vocab_size"], 270);
+  EXPECT_EQ(r["data"]["pre_tokenizer"], "gpt2");
+  EXPECT_NE(log.str().find("trained a 270-token BPE vocabulary"), std::string::npos) << log.str();
+
+  const ExpectedTokenizer digest{sha256_from_hex(tokenizer_hash(tokenizer_json), "test"), 270};
+  std::vector<std::string> decoded;
+  uint64_t text_bytes = 0, train_tokens = 0, train_bytes = 0;
+  for (const std::string split : {"train", "val"}) {
+    std::vector<int32_t> stream;
+    for (const json& s : r["split"][split]["shards"]) {
+      const TokenShard shard = read_token_shard(out / s["file"].get<std::string>(), digest);
+      stream.insert(stream.end(), shard.tokens.begin(), shard.tokens.end());
+      text_bytes += shard.header.text_bytes;
+      if (split == "train") train_bytes += shard.header.text_bytes;
+    }
+    if (split == "train") train_tokens = stream.size();
+    ASSERT_FALSE(stream.empty());
+    ASSERT_EQ(stream.front(), tokenizer->eot_id());
+    for (size_t begin = 1, i = 1; i <= stream.size(); ++i) {
+      if (i < stream.size() && stream[i] != tokenizer->eot_id()) continue;
+      decoded.push_back(tokenizer->decode(std::span(stream).subspan(begin, i - begin)));
+      begin = i + 1;
+    }
+  }
+  std::vector<std::string> expected = documents;
+  std::sort(expected.begin(), expected.end());
+  std::sort(decoded.begin(), decoded.end());
+  EXPECT_EQ(decoded, expected);
+  uint64_t bytes = 0;
+  for (const std::string& d : documents) bytes += d.size();
+  EXPECT_EQ(text_bytes, bytes);
+  EXPECT_LT(train_tokens * 2, train_bytes) << "a vocabulary trained on it compresses this repetitive text";
+}
+
+TEST_F(PrepareTrainedTokenizer, NeverTrainsOnValidationDocuments) {
+  std::ostringstream log;
+  prepare_corpus(config, log);
+  const auto tokenizer = load_tokenizer((dir / "prepared" / "tokenizer.json").string());
+  for (int32_t id = 0; id < tokenizer->vocab_size(); ++id) {
+    if (id == tokenizer->eot_id()) continue;
+    const std::string token = tokenizer->decode(std::span(&id, 1));
+    EXPECT_FALSE(token.size() > 1 && has_validation_letter(token)) << "token " << id << " '" << token << "'";
+  }
+  // The check could fail: trained on every document, the validation word does make tokens.
+  const std::vector<std::string_view> all(documents.begin(), documents.end());
+  BpeTrainerConfig every;
+  every.vocab_size = 270;
+  const BpeModel model = train_bpe(all, every);
+  EXPECT_TRUE(std::any_of(model.tokens.begin() + 257, model.tokens.end(), has_validation_letter));
+}
+
+TEST_F(PrepareTrainedTokenizer, NeedsAVocabSize) {
+  std::ostringstream log;
+  config.vocab_size = 0;
+  const std::string message = error_of([&] { prepare_corpus(config, log); });
+  EXPECT_NE(message.find("data.vocab_size is 0"), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(dir / "prepared"));
 }
 
 }  // namespace
