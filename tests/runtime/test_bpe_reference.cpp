@@ -2,7 +2,7 @@
 // tokenizers, run by tests/python/tokenizer_reference.py under INKSTONE_REF_PYTHON (the virtual
 // environment scripts/python_refs.sh prepares; scripts/test.sh sets it). Besides GPT-2 itself,
 // `tokenizers` also loads the tokenizer.json files we write (GPT-2's, and GPT-2's vocabulary under
-// the gpt2-cjk rule) and must encode with them as we do.
+// the gpt2-cjk rule, and vocabularies trained here under both rules) and must encode with them as we do.
 //
 // Inputs: the golden strings of tests/fixtures/bpe_gpt2_golden.json and every corpus in
 // ../shared/corpora/ (their ids are compared live, never committed). Skips when ../shared is absent;
@@ -19,6 +19,7 @@
 
 #include "fixtures/bpe_test_models.h"
 #include "runtime/bpe_tokenizer.h"
+#include "runtime/bpe_trainer.h"
 #include "runtime/utf8.h"
 
 namespace inkstone {
@@ -232,6 +233,46 @@ TEST(BpeReference, EveryCorpusMatchesLive) {
   };
   compare(inputs, dir / "references", {.our_files = false});
   compare(for_our_files, dir / "ours", {.gpt2_references = false});
+}
+
+// A trained vocabulary differs from GPT-2's in shape (bytes at ids 0..255 in byte order, <|endoftext|>
+// at 256, merges of our own): `tokenizers` must load what we save and encode held-out text as we do.
+TEST(BpeReference, TrainedVocabulariesLoadInTokenizersAndEncodeIdentically) {
+  INKSTONE_REQUIRE_REFERENCES();
+  const fs::path corpora = testing::shared_dir() / "corpora";
+  struct Case {
+    const char* corpus;
+    PreTokenizerRule rule;
+    int vocab_size;
+  };
+  TempDir dir;
+  for (const Case& c : {Case{"tinyshakespeare.txt", PreTokenizerRule::Gpt2, 2000},
+                        Case{"hongloumeng.txt", PreTokenizerRule::Gpt2Cjk, 3000},
+                        Case{"hongloumeng.txt", PreTokenizerRule::Gpt2, 3000}}) {
+    if (!fs::exists(corpora / c.corpus)) GTEST_SKIP() << corpora / c.corpus << " is absent";
+    const std::string text = testing::read_file(corpora / c.corpus);
+    // Train on the first 300 KB (cut at a line end), encode the next 200 KB.
+    const size_t cut = text.rfind('\n', 300000) + 1;
+    const std::string_view train(text.data(), cut);
+    const std::string heldout = text.substr(cut, text.rfind('\n', cut + 200000) + 1 - cut);
+    const BpeTokenizer trained(
+        train_bpe(std::span(&train, 1), {.vocab_size = c.vocab_size, .rule = c.rule, .threads = 2}),
+        "trained");
+    const std::string name = fmt::format("{} ({})", c.corpus, rule_name(c.rule));
+    const fs::path json = dir / "trained.json", input = dir / "heldout.txt", out = dir / "out";
+    testing::write_file(json, trained.to_json());
+    testing::write_file(input, heldout);
+    const std::string command = fmt::format(
+        "{} {} --gpt2-dir {} encode --only-tokenizer-json --tokenizer-json trained={} {} {} 2>{}",
+        shell_quote(reference_python()),
+        shell_quote((testing::source_dir() / "tests/python/tokenizer_reference.py").string()),
+        shell_quote(testing::gpt2_dir().string()), shell_quote(json.string()), shell_quote(out.string()),
+        shell_quote(input.string()), shell_quote((dir / "stderr").string()));
+    ASSERT_EQ(std::system(command.c_str()), 0) << command << "\n" << testing::read_file(dir / "stderr");
+    const Ids ours = trained.encode(heldout);
+    EXPECT_LT(ours.size(), heldout.size() / 2) << name;  // a trained vocabulary compresses
+    expect_same_ids(ours, out / "0.trained.ids", trained, name + " vs tokenizers loading our tokenizer.json");
+  }
 }
 
 }  // namespace
