@@ -7,6 +7,7 @@
 // `prepare` reads it, and encodes or decodes with any tokenizer tokenizer_from_spec accepts.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
@@ -39,6 +40,7 @@ struct TrainArgs {
   int64_t min_frequency = BpeTrainerConfig{}.min_frequency;
   int threads = 0;
   std::string invalid_utf8 = "error";
+  std::vector<std::string> specials;  // besides <|endoftext|>, which every vocabulary has
 };
 
 struct EncodeArgs {
@@ -61,10 +63,17 @@ void refuse_to_overwrite(const TrainArgs& args) {
 
 BpeTrainerConfig trainer_config(const TrainArgs& args) {
   BpeTrainerConfig config;
+  for (const std::string& special : args.specials) {
+    if (special.empty()) fail("tokenizer train: --special must not be empty");
+    if (std::ranges::find(config.specials, special) == config.specials.end())
+      config.specials.push_back(special);
+  }
   const int minimum = 256 + static_cast<int>(config.specials.size());
   if (args.vocab_size < minimum) {
-    fail("tokenizer train: --vocab-size {} is below {} (the 256 bytes and {}); ask for at least {}",
-         args.vocab_size, minimum, kEndOfText, minimum);
+    fail(
+        "tokenizer train: --vocab-size {} is below {} (the 256 bytes and {} special tokens); ask for at "
+        "least {}",
+        args.vocab_size, minimum, config.specials.size(), minimum);
   }
   if (args.min_frequency < 1) fail("tokenizer train: --min-frequency {} is below 1", args.min_frequency);
   if (args.threads < 0) fail("tokenizer train: --threads {} is negative; 0 takes every core", args.threads);
@@ -188,6 +197,10 @@ void add_train(CLI::App& parent) {
       ->capture_default_str();
   cmd->add_option("--invalid-utf8", args->invalid_utf8, "error or replace (with U+FFFD)")
       ->capture_default_str();
+  cmd->add_option("--special", args->specials,
+                  "a special token besides <|endoftext|> (ids 257, 258, ... in order); repeat for several")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   cmd->callback([args] { train(*args); });
 }
 

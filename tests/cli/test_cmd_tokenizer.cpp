@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/bpe_tokenizer.h"
 #include "runtime/tokenizer.h"
 #include "support/expect_contains.h"
 #include "support/test_support.h"
@@ -146,6 +147,26 @@ TEST(TokenizerCommandByte, EncodesAndDecodesBytes) {
   const testing::CommandResult decoded = run_cli({"tokenizer", "decode", "byte", "72", "105", "256"});
   ASSERT_EQ(decoded.exit_code, 0) << decoded.err;
   EXPECT_EQ(decoded.out, "Hi<|endoftext|>");
+}
+
+TEST_F(TokenizerCommand, ExtraSpecialTokensFollowEndOfText) {
+  std::vector<std::string> args = train_args("tok.json");
+  args.insert(args.end(), {"--special", "<|title|>", "--special", "<|endoftext|>", "--special", "<|poem|>"});
+  const testing::CommandResult trained = run_cli(args);
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  const auto tokenizer = load_tokenizer((dir / "tok.json").string());
+  const auto& bpe = dynamic_cast<const BpeTokenizer&>(*tokenizer);
+  EXPECT_EQ(bpe.eot_id(), 256);
+  EXPECT_EQ(bpe.encode_with_specials("<|title|><|poem|>"), (std::vector<int32_t>{257, 258}));
+  // Ordinary text never names them.
+  const std::vector<int32_t> plain = bpe.encode("<|title|>");
+  EXPECT_EQ(std::ranges::find(plain, 257), plain.end());
+  std::vector<std::string> bad = train_args("bad.json");
+  bad.insert(bad.end(), {"--special", ""});
+  expect_one_error_line(run_cli(bad), "--special must not be empty");
+  std::vector<std::string> small = train_args("small.json", "258");
+  small.insert(small.end(), {"--special", "<|a|>", "--special", "<|b|>"});
+  expect_one_error_line(run_cli(small), "--vocab-size 258 is below 259");
 }
 
 }  // namespace
