@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what inkstone needs to build, test and run its demo, from Debian's packages.
 # Idempotent and quiet when everything is already there. Usage: scripts/setup.sh [--bench]
-#   --bench  also installs Debian's python3-torch (the PyTorch reference of bench/ and the fixture script)
+#   --bench  also installs Debian's python3-torch (the PyTorch reference of bench/ and the fixture script),
+#            sentencepiece (spm_train, the reference of bench/tokenizer_bench.py) and libpcre2-dev (the
+#            PCRE2 column of bench_pretokenize_speed)
 set -euo pipefail
 
 packages=(cmake ninja-build g++ pkg-config
           libyaml-cpp-dev libgtest-dev libopenblas-dev libfmt-dev nlohmann-json3-dev libcli11-dev
           fortunes-zh fortunes python3 python3-venv)
-[[ "${1:-}" == "--bench" ]] && packages+=(python3-torch)
+[[ "${1:-}" == "--bench" ]] && packages+=(python3-torch sentencepiece libpcre2-dev)
 
 missing=()
 for p in "${packages[@]}"; do
