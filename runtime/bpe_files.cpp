@@ -171,6 +171,15 @@ BpeModel bpe_model_from_tiktoken(const std::string& path) {
     model.tokens[*rank] = *bytes;
   }
   if (lines.empty()) fail("{}: the tiktoken rank file is empty", path);
+  // A rank file carries neither its pre-tokenizer pattern nor its special ids: GPT-2's are assumed.
+  // The larger encodings (cl100k_base, o200k_base) use other patterns and ids, so they would load
+  // and quietly give wrong ids.
+  constexpr size_t kGpt2Ranks = 50256;
+  if (lines.size() > kGpt2Ranks)
+    fail(
+        "{}: {} ranks, more than GPT-2's {}; only GPT-2's rank file (r50k pattern, <|endoftext|> = 50256) "
+        "can be read this way; give the vocabulary as a tokenizer.json instead",
+        path, lines.size(), kGpt2Ranks);
 
   int32_t byte_ids[256];
   std::fill(std::begin(byte_ids), std::end(byte_ids), -1);

@@ -61,7 +61,9 @@ class BpeTokenizer final : public Tokenizer {
 // line, a merge naming an unknown token, ...).
 BpeModel bpe_model_from_tokenizer_json(std::string_view json_text, const std::string& source);
 BpeModel bpe_model_from_vocab_merges(const std::string& vocab_json_path, const std::string& merges_txt_path);
-// tiktoken rank file; GPT-2's has no special tokens, so <|endoftext|> is added with id = number of ranks.
+// A tiktoken rank file in GPT-2's shape: its pre-tokenizer pattern is assumed, and larger encodings
+// (more than 50,256 ranks: cl100k_base, o200k_base), whose patterns and special ids differ, are
+// refused. It holds no special tokens, so <|endoftext|> is added with id = number of ranks.
 BpeModel bpe_model_from_tiktoken(const std::string& path);
 
 }  // namespace inkstone

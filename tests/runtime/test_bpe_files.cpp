@@ -209,5 +209,16 @@ TEST(BpeFiles, LoadTokenizerNamesWhatADirectoryLacks) {
   expect_error([&] { load_tokenizer((dir / "missing.json").string()); }, {"missing.json", "cannot open"});
 }
 
+
+TEST(BpeFiles, ALargerTiktokenEncodingIsRefusedNotMisread) {
+  // cl100k_base and o200k_base have more ranks than GPT-2 and other patterns and special ids.
+  TempDir dir;
+  std::vector<std::string> extra;
+  for (int i = 0; i < 50001; ++i) extra.push_back(std::to_string(i) + "t");  // 256 + 50001 ranks
+  const std::string path = (dir / "big.tiktoken").string();
+  write_file(path, tiny_tiktoken(extra));
+  expect_error([&] { bpe_model_from_tiktoken(path); }, {path, "50257 ranks, more than GPT-2's 50256"});
+}
+
 }  // namespace
 }  // namespace inkstone
