@@ -34,6 +34,14 @@ Lead lead_of(std::string_view text) {
   return ideograph ? Lead::kIdeograph : Lead::kOther;
 }
 
+// What ends `text` (not empty): the character whose last byte is text.back().
+Lead trail_of(std::string_view text) {
+  size_t start = text.size() - 1;
+  while (start > 0 && text.size() - start < 4 && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80)
+    --start;
+  return lead_of(text.substr(start));  // a stray continuation byte: Other, as the pre-tokenizer has it
+}
+
 // Chunks of about total / (4 * threads) bytes, so that threads that draw slow text (long words,
 // many multi-byte characters) can be evened out by the others.
 std::vector<std::string_view> chunks_of(std::span<const std::string_view> texts, PreTokenizerRule rule,
@@ -66,6 +74,8 @@ std::vector<size_t> piece_safe_cuts(std::string_view text, PreTokenizerRule rule
     size_t cut = newline;
     switch (lead_of(text.substr(newline + 1))) {
       case Lead::kSpace:
+        // A newline after a non-space still starts its pieces afresh: nothing before it reaches it.
+        if (newline > 0 && trail_of(text.substr(0, newline)) != Lead::kSpace) break;
         from = newline + 1;
         continue;
       case Lead::kIdeograph:

@@ -1,8 +1,9 @@
 // Counting the distinct pieces (words) of a training corpus for the BPE trainer, on many threads.
 //
 // Each text is cut into chunks only where the pieces of the chunks are exactly the pieces of the
-// whole text: right before a '\n' that is followed by a character that is not white space. Under
-// GPT-2's rule that '\n' is a piece of its own, and the white space before it (if any) one piece that
+// whole text: right before a '\n' that is followed by a character that is not white space, or that
+// follows one (no alternative reaches from a non-space across the '\n' after it). In the first case,
+// under GPT-2's rule that '\n' is a piece of its own, and the white space before it (if any) one piece that
 // ends there: \s+(?!\S) stops short of the last space of a run followed by a non-space, and only the
 // plain ' ' may prefix a word. That whitespace piece also ends a chunk that ends there, since the end
 // of the text is no non-space either. (A cut right AFTER the '\n' would not do: at a chunk's end

@@ -39,11 +39,13 @@ std::vector<size_t> gpt2_cuts(std::string_view text, size_t min_chunk_bytes = 1)
   return piece_safe_cuts(text, PreTokenizerRule::Gpt2, min_chunk_bytes);
 }
 
-TEST(PieceSafeCuts, OnlyBeforeANewlineFollowedByNonSpace) {
+TEST(PieceSafeCuts, OnlyBeforeANewlineNextToANonSpace) {
   EXPECT_EQ(gpt2_cuts("ab\ncd"), (std::vector<size_t>{2}));
-  EXPECT_EQ(gpt2_cuts("ab\n\ncd\n"), (std::vector<size_t>{3}));
-  EXPECT_EQ(gpt2_cuts("ab\n cd"), (std::vector<size_t>{}));
-  EXPECT_EQ(gpt2_cuts("ab\n\tcd"), (std::vector<size_t>{}));
+  EXPECT_EQ(gpt2_cuts("ab\n\ncd\n"), (std::vector<size_t>{2, 3}));
+  EXPECT_EQ(gpt2_cuts("ab\n cd"), (std::vector<size_t>{2}));  // after a non-space
+  EXPECT_EQ(gpt2_cuts("ab\n\tcd"), (std::vector<size_t>{2}));
+  EXPECT_EQ(gpt2_cuts("ab \n cd"), (std::vector<size_t>{}));  // white space on both sides
+  EXPECT_EQ(gpt2_cuts("ab\u3000\n\u00a0cd"), (std::vector<size_t>{}));
   // A stray continuation byte is a character of its own, not white space.
   EXPECT_EQ(gpt2_cuts("ab\n\x80"), (std::vector<size_t>{2}));
   EXPECT_EQ(gpt2_cuts("a\nx"), (std::vector<size_t>{1}));
@@ -54,9 +56,11 @@ TEST(PieceSafeCuts, OnlyBeforeANewlineFollowedByNonSpace) {
 // U+3000 (ideographic space, how Chinese paragraphs start) and U+00A0 are white space too. Under
 // gpt2-cjk, a newline before an ideograph is cut after, where GPT-2's rule sees the text end anyway.
 TEST(PieceSafeCuts, UnicodeSpacesAndIdeographs) {
-  const std::string text = "ab\n\u3000cd\n\u00a0x\n中";
-  EXPECT_EQ(gpt2_cuts(text), (std::vector<size_t>{12}));
-  EXPECT_EQ(piece_safe_cuts(text, PreTokenizerRule::Gpt2Cjk, 1), (std::vector<size_t>{13}));
+  const std::string text = "ab\n\u3000cd\n\u00a0x\n中";  // newlines at bytes 2, 8 and 12
+  EXPECT_EQ(gpt2_cuts(text), (std::vector<size_t>{2, 8, 12}));
+  EXPECT_EQ(piece_safe_cuts(text, PreTokenizerRule::Gpt2Cjk, 1), (std::vector<size_t>{2, 8, 13}));
+  const std::string spaced = "\u3000\n\u3000x\u00a0\n\u00a0y";  // white space on both sides of each
+  EXPECT_EQ(gpt2_cuts(spaced), (std::vector<size_t>{}));
 }
 
 TEST(PieceSafeCuts, KeepTheMinimumChunk) {
