@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@
 #include "runtime/durable_file.h"
 #include "runtime/error.h"
 #include "runtime/model_checkpoint.h"
+#include "runtime/read_file.h"
 #include "runtime/tokenizer.h"
 #include "train/run_checkpoint.h"
 
@@ -75,8 +77,30 @@ PlannedEval plan_eval(const fs::path& dir, const EvalArgs& args) {
   return plan;
 }
 
+// An earlier `eval --json` result may be replaced; anything else (a config given by mistake) may not.
+bool is_eval_json(const fs::path& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec) || fs::file_size(path, ec) > (size_t{64} << 20)) return false;
+  try {
+    const nlohmann::json doc = nlohmann::json::parse(read_whole_file(path, "the --json file"));
+    return doc.is_object() && doc.contains("results") && doc["results"].is_array();
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+// The windows the strided method reads (infer/perplexity.h): more rows per forward pass than that
+// would only allocate activations that are never used.
+int64_t window_count(size_t tokens, const PlannedEval& plan) {
+  const auto predictions = static_cast<int64_t>(tokens) - 1;
+  if (predictions <= plan.window) return 1;
+  return 1 + (predictions - plan.window + plan.stride - 1) / plan.stride;
+}
+
 PerplexityResult evaluate(const PlannedEval& plan, const ModelCheckpointInfo& info, const EvalData& data,
-                          Backend& backend, const std::string& device, int batch) {
+                          Backend& backend, const std::string& device, int requested_batch) {
+  const int batch =
+      static_cast<int>(std::min<int64_t>(requested_batch, window_count(data.tokens.size(), plan)));
   const std::unique_ptr<GPT2> model = load_model(info, backend, batch, plan.window);
   fmt::print(stderr, "eval: {} on {}, windows of {} tokens, stride {}\n", plan.dir.string(), device,
              plan.window, plan.stride);
@@ -95,6 +119,11 @@ void run_eval(const EvalArgs& args) {
   if (const fs::path folder = fs::path(args.json).parent_path();
       !args.json.empty() && !folder.empty() && !fs::is_directory(folder, ec))
     fail("--json {}: folder {} does not exist; create it first", args.json, folder.string());
+  if (!args.json.empty() && fs::exists(fs::symlink_status(args.json, ec)) && !is_eval_json(args.json))
+    fail(
+        "--json {}: the file exists and is not an earlier eval result; give another name (it is not "
+        "replaced)",
+        args.json);
   std::vector<PlannedEval> plans;
   for (const std::string& item : args.checkpoints)
     for (const fs::path& dir : expand_checkpoint_dirs(item)) plans.push_back(plan_eval(dir, args));

@@ -49,8 +49,8 @@ void print_piece(std::string_view piece) {
 
 // One prompt per line; blank lines are skipped (a trailing newline or a spacer is not a prompt).
 std::vector<std::string> read_prompts_file(const std::string& path) {
-  const std::string text =
-      read_whole_file(path, "--prompts-file", "give a UTF-8 file with one prompt per line");
+  std::string text = read_whole_file(path, "--prompts-file", "give a UTF-8 file with one prompt per line");
+  if (text.starts_with("\xEF\xBB\xBF")) text.erase(0, 3);  // a byte order mark is no part of a prompt
   std::vector<std::string> prompts;
   size_t begin = 0;
   while (begin <= text.size()) {

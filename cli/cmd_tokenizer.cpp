@@ -59,6 +59,11 @@ struct DecodeArgs {
 void refuse_to_overwrite(const TrainArgs& args) {
   if (!args.force && fs::exists(fs::symlink_status(args.out)))
     fail("tokenizer train: {} exists; pass --force to replace it, or choose another --out", args.out);
+  // Checked now, not after a training run that could not be saved.
+  std::error_code ec;
+  if (const fs::path folder = fs::path(args.out).parent_path();
+      !folder.empty() && !fs::is_directory(folder, ec))
+    fail("tokenizer train: --out {}: folder {} does not exist; create it first", args.out, folder.string());
 }
 
 BpeTrainerConfig trainer_config(const TrainArgs& args) {

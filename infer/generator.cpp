@@ -92,10 +92,14 @@ class GroupDecoder {
 
 }  // namespace
 
+// Each sample is a row of results held in memory: a bound turns a typo into an error, not bad_alloc.
+constexpr int kMaxSamples = 100000;
+
 void validate(const GenerateConfig& config) {
   validate(config.sampling);
   if (config.max_new_tokens < 1) fail("--max-new-tokens must be >= 1 (got {})", config.max_new_tokens);
-  if (config.num_samples < 1) fail("--num-samples must be >= 1 (got {})", config.num_samples);
+  if (config.num_samples < 1 || config.num_samples > kMaxSamples)
+    fail("--num-samples must be in [1, {}] (got {})", kMaxSamples, config.num_samples);
   if (config.batch < 1) fail("--batch must be >= 1 (got {})", config.batch);
   StopStringFilter check(config.stop);
 }

@@ -136,6 +136,11 @@ class ConfigReader {
               "applies only to data.tokenizer: train (the vocabulary of a given tokenizer is its own); "
               "remove it or set it to 0");
     }
+    if (data.tokenizer != "train" && data.pre_tokenizer != DataConfig{}.pre_tokenizer) {
+      fail_at(where("data.pre_tokenizer"), "data.pre_tokenizer",
+              "applies only to data.tokenizer: train (a given tokenizer brings its own pre-tokenizer); "
+              "remove it");
+    }
   }
 
  private:

@@ -149,6 +149,8 @@ TEST_F(EvalCommand, TextFileMatchesInProcessPerplexity) {
             static_cast<int64_t>(text.size()));  // one byte token each, plus <|endoftext|>
   expect_printed(eval({"--data", "poem.txt"}), want);
   expect_printed(eval({"--data", "poem.txt", "--batch", "1"}), want);
+  // A batch beyond the number of windows allocates nothing more (it used to end in bad_alloc).
+  expect_printed(eval({"--data", "poem.txt", "--batch", "100000000"}), want);
 }
 
 TEST_F(EvalCommand, WindowsAreAsLongAsTheTrainingSequences) {
@@ -269,6 +271,16 @@ TEST_F(EvalCommand, DataIsReadOnceForCheckpointsThatReadItAlike) {
 }
 
 // Every checkpoint of one tiny trained run (steps 2, 4, 6 and 8), trained once for these tests.
+TEST_F(EvalCommand, JsonReplacesOnlyAnEarlierEvalResult) {
+  testing::write_file(dir / "config.yaml", "train:\n  lr: 1.0e-3\n");
+  expect_error(eval({"--data", "poem.txt", "--json", "config.yaml"}), "is not an earlier eval result");
+  EXPECT_EQ(testing::read_file(dir / "config.yaml"), "train:\n  lr: 1.0e-3\n");  // untouched
+  ASSERT_EQ(eval({"--data", "poem.txt", "--json", "out.json"}).exit_code, 0);
+  const testing::CommandResult again = eval({"--data", "poem.txt", "--stride", "4", "--json", "out.json"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_EQ(nlohmann::json::parse(testing::read_file(dir / "out.json"))["stride"], 4);
+}
+
 class EvalRun : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

@@ -130,6 +130,7 @@ TEST_F(GenerateCommand, BadFlagsAndInputAreOneErrorLine) {
   expect_error(generate_cli({"--prompt", "a", "--top-p", "0"}), "--top-p");
   expect_error(generate_cli({"--prompt", "a", "--top-p", "1.5"}), "--top-p");
   expect_error(generate_cli({"--prompt", "a", "--num-samples", "0"}), "--num-samples");
+  expect_error(generate_cli({"--prompt", "a", "--num-samples", "2000000000"}), "--num-samples");
   expect_error(generate_cli({"--prompt", "a", "--logprobs"}), "--logprobs needs --json");
   expect_error(generate_cli({"--prompts-file", "missing.txt"}), "missing.txt");
   testing::write_file(dir / "blank.txt", "\n  \n");
@@ -146,7 +147,10 @@ TEST_F(GenerateCommand, ASlidingWindowAcceptsALongPrompt) {
 }
 
 TEST_F(GenerateCommand, JsonHoldsEveryGenerationOfEveryPrompt) {
-  testing::write_file(dir / "prompts.txt", "From file\n\nsecond line\r\n");
+  // A byte order mark (as Notepad writes) is no part of the first prompt.
+  testing::write_file(dir / "prompts.txt",
+                      "\xEF\xBB\xBF"
+                      "From file\n\nsecond line\r\n");
   const testing::CommandResult r =
       generate_cli({"--prompt", "Hello", "--prompts-file", "prompts.txt", "--num-samples", "2",
                     "--max-new-tokens", "7", "--seed", "3", "--stop", "zz", "--json", "--logprobs"});

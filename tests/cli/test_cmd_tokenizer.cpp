@@ -110,6 +110,7 @@ TEST_F(TokenizerCommand, NeverOverwritesWithoutForce) {
 
 TEST_F(TokenizerCommand, BadInputIsOneErrorLine) {
   expect_one_error_line(run_cli(train_args("tok.json", "100")), "--vocab-size 100 is below 257");
+  expect_one_error_line(run_cli(train_args("missing/tok.json")), "does not exist; create it first");
   expect_one_error_line(
       run_cli({"tokenizer", "train", "--vocab-size", "300", "--out", (dir / "t.json").string()}),
       "name the corpus");

@@ -357,6 +357,8 @@ TEST(ConfigErrors, ATrainedTokenizerNeedsAVocabSizeAndOnlyItTakesOne) {
       "257 (256 bytes + <|endoftext|>), got 256");
   EXPECT_CONTAINS(parse_error("data:\n  vocab_size: 8192\n"),
                   "configs/x.yaml:2: data.vocab_size: applies only to data.tokenizer: train");
+  EXPECT_CONTAINS(parse_error("data:\n  tokenizer: byte\n  pre_tokenizer: gpt2-cjk\n"),
+                  "configs/x.yaml:3: data.pre_tokenizer: applies only to data.tokenizer: train");
   EXPECT_CONTAINS(parse_error("data: {tokenizer: train, vocab_size: 300, pre_tokenizer: cjk}\n"),
                   "data.pre_tokenizer");
   const RunConfig config =
