@@ -28,6 +28,7 @@ constexpr CodePointRange kCjkIdeographs[] = {
     {0x2B740, 0x2B81F},  // Extension D
     {0x2B820, 0x2CEAF},  // Extension E
     {0x2CEB0, 0x2EBEF},  // Extension F
+    {0x2EBF0, 0x2EE5F},  // Extension I
     {0x2F800, 0x2FA1F},  // Compatibility Ideographs Supplement
     {0x30000, 0x3134F},  // Extension G
     {0x31350, 0x323AF},  // Extension H

@@ -30,7 +30,7 @@ std::string_view rule_name(PreTokenizerRule rule);
 PreTokenizerRule parse_pre_tokenizer_rule(std::string_view name, std::string_view what);
 
 // Code point ranges [first, last] of the CJK ideographs gpt2-cjk isolates: the CJK Unified Ideographs
-// and their extensions A-H and the compatibility ideographs.
+// and their extensions A-I and the compatibility ideographs.
 extern const std::vector<CodePointRange> kCjkRanges;
 
 // Appends the pieces of `text` to `pieces`, in order; they are views into `text` and tile it exactly.

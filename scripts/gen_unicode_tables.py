@@ -1,11 +1,14 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Generates runtime/unicode_tables.cpp: the character classes GPT-2's pre-tokenizer regex needs.
 
-    /usr/bin/python3 scripts/gen_unicode_tables.py      (writes runtime/unicode_tables.cpp)
+    build/pyref/bin/python -m pip install unicodedata2==16.0.0
+    build/pyref/bin/python scripts/gen_unicode_tables.py      (writes runtime/unicode_tables.cpp)
 
-Run it with Debian's /usr/bin/python3 (Python 3.11, whose unicodedata is Unicode 14.0.0): the Unicode
-version of the tables is the one of the interpreter that ran this script, and the output records it,
-so regenerating with another interpreter is a deliberate change of Unicode version, visible in the diff.
+The tables follow Unicode 16.0, the version of the regex engine inside tiktoken (Rust's regex crate),
+so that code points assigned since Python 3.11's Unicode 14 classify as tiktoken classifies them. The
+data comes from the `unicodedata2` package when it is installed (it tracks Unicode releases), else from
+the interpreter's own unicodedata; the output records the version either way, so a change of version
+is visible in the diff.
 
 Classes (disjoint, White_Space taking precedence, though no White_Space code point is a letter or number):
   Letter  \\p{L}: general categories Lu Ll Lt Lm Lo
@@ -21,7 +24,10 @@ table for Latin-1 plus a two-level table (a block index per 256 code points, the
 """
 import pathlib
 import sys
-import unicodedata
+try:
+    import unicodedata2 as unicodedata
+except ImportError:
+    import unicodedata
 
 WHITE_SPACE = [*range(0x0009, 0x000D + 1), 0x0020, 0x0085, 0x00A0, 0x1680, *range(0x2000, 0x200A + 1),
                0x2028, 0x2029, 0x202F, 0x205F, 0x3000]

@@ -234,7 +234,7 @@ TEST(PreTokenizer, Gpt2CjkCutsTheTextBetweenIdeographsOnItsOwn) {
 }
 
 TEST(PreTokenizer, CjkRangesAreSortedAndDisjoint) {
-  ASSERT_EQ(kCjkRanges.size(), 11u);
+  ASSERT_EQ(kCjkRanges.size(), 12u);
   EXPECT_EQ(kCjkRanges.front().first, U'\u3400');
   EXPECT_EQ(kCjkRanges.back().last, U'\U000323AF');
   for (size_t i = 0; i < kCjkRanges.size(); ++i) {

@@ -69,8 +69,14 @@ TEST(UnicodeTables, LookupAgreesWithTheRangesEverywhere) {
         << std::hex << static_cast<uint32_t>(cp);
 }
 
-TEST(UnicodeTables, NamesItsUnicodeVersion) {
-  EXPECT_EQ(kUnicodeTablesVersion, "14.0.0");
+// Unicode 16, as tiktoken's regex engine: code points assigned after Python 3.11's Unicode 14 are
+// letters here too (a CJK Extension H and I ideograph, an Egyptian hieroglyph of Unicode 16).
+TEST(UnicodeTables, FollowUnicode16) {
+  EXPECT_EQ(kUnicodeTablesVersion, "16.0.0");
+  EXPECT_EQ(char_class(0x31350), CharClass::Letter);  // Extension H, Unicode 15.0
+  EXPECT_EQ(char_class(0x2EE44), CharClass::Letter);  // Extension I, Unicode 15.1
+  EXPECT_EQ(char_class(0x14126), CharClass::Letter);  // Egyptian Hieroglyphs Extended-A, Unicode 16.0
+  EXPECT_EQ(char_class(0x2EE5E), CharClass::Other);   // unassigned after Extension I
 }
 
 }  // namespace
