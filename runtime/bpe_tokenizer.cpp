@@ -21,6 +21,11 @@ constexpr size_t kChunkBytes = size_t{1} << 16;
 
 // Pieces this thread has encoded lately, for one tokenizer at a time: words repeat, so most pieces
 // of a text are found here instead of being merged again. Bounded: emptied when full.
+//
+// Open addressing on flat arrays, the pieces' bytes and ids kept in two arenas, so caching a piece
+// allocates nothing of its own. Most pieces of Chinese text are not cached (few repeat), so a miss
+// must be cheap: it nearly always reads 16-bit tags alone, a table that stays in cache where the
+// entries would not.
 class PieceCache {
  public:
   static constexpr size_t kMaxPieceBytes = 64;
@@ -36,34 +41,58 @@ class PieceCache {
     return cache;
   }
 
-  // Appends the piece's ids to `out` and returns true when it is cached.
-  bool append_cached(std::string_view piece, std::vector<int32_t>& out) const {
-    const auto it = index_.find(piece);
-    if (it == index_.end()) return false;
-    out.insert(out.end(), ids_.begin() + it->second.first, ids_.begin() + it->second.second);
-    return true;
-  }
-
-  void insert(std::string_view piece, std::span<const int32_t> ids) {
-    if (index_.size() >= kMaxEntries) clear();
-    const auto first = static_cast<uint32_t>(ids_.size());
-    ids_.insert(ids_.end(), ids.begin(), ids.end());
-    index_.emplace(piece, std::pair{first, static_cast<uint32_t>(ids_.size())});
+  // Appends the ids of `piece` to `out`: the cached ones, or else those `merge(piece, out)` appends,
+  // which are then cached.
+  template <class Merge>
+  void append(std::string_view piece, std::vector<int32_t>& out, const Merge& merge) {
+    const uint64_t hash = std::hash<std::string_view>{}(piece);
+    const uint16_t tag = static_cast<uint16_t>(hash) | 1;  // the low bits; the high ones pick the slot
+    size_t slot = hash >> (64 - kSlotBits);
+    for (; tags_[slot] != kEmpty; slot = (slot + 1) & (kSlots - 1)) {
+      const Entry& e = entries_[slot];
+      if (tags_[slot] == tag && piece == std::string_view(bytes_).substr(e.bytes_at, e.bytes_size)) {
+        out.insert(out.end(), ids_.begin() + e.ids_at, ids_.begin() + e.ids_at + e.ids_size);
+        return;
+      }
+    }
+    const size_t first = out.size();
+    merge(piece, out);
+    if (size_ == kMaxEntries) {
+      clear();
+      return;
+    }
+    tags_[slot] = tag;
+    entries_[slot] = {static_cast<uint32_t>(bytes_.size()), static_cast<uint32_t>(ids_.size()),
+                      static_cast<uint8_t>(piece.size()), static_cast<uint8_t>(out.size() - first)};
+    bytes_.append(piece);
+    ids_.insert(ids_.end(), out.begin() + static_cast<ptrdiff_t>(first), out.end());
+    ++size_;
   }
 
  private:
-  struct Hash {
-    using is_transparent = void;
-    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  static constexpr int kSlotBits = 17;  // twice kMaxEntries: probe sequences stay short
+  static constexpr size_t kSlots = size_t{1} << kSlotBits;
+  static constexpr uint16_t kEmpty = 0;  // tags are odd
+  static_assert(kMaxEntries * 2 <= kSlots && kMaxPieceBytes <= UINT8_MAX);
+  struct Entry {
+    uint32_t bytes_at, ids_at;  // into bytes_ and ids_
+    uint8_t bytes_size, ids_size;
   };
+
   void clear() {
-    index_.clear();
+    if (size_ == 0) return;  // no tag is set, so a thread that has cached nothing pays nothing
+    tags_.assign(kSlots, kEmpty);
+    bytes_.clear();
     ids_.clear();
+    size_ = 0;
   }
 
   uint64_t owner_ = 0;  // serials start at 1
-  std::unordered_map<std::string, std::pair<uint32_t, uint32_t>, Hash, std::equal_to<>> index_;
-  std::vector<int32_t> ids_;  // every cached piece's ids, [first, last) in index_
+  std::vector<uint16_t> tags_ = std::vector<uint16_t>(kSlots, kEmpty);
+  std::vector<Entry> entries_ = std::vector<Entry>(kSlots);
+  std::string bytes_;         // every cached piece's bytes, one after another
+  std::vector<int32_t> ids_;  // and their ids
+  size_t size_ = 0;
 };
 
 std::atomic<uint64_t> next_tokenizer_serial{1};
@@ -87,6 +116,9 @@ struct BpeTokenizer::Impl {
 
 void BpeTokenizer::Impl::encode_ordinary(std::string_view text, std::vector<int32_t>& out) const {
   PieceCache& cache = PieceCache::of_thread(serial);
+  const auto merge = [&](std::string_view piece, std::vector<int32_t>& ids) {
+    bpe_merge(piece, byte_ids, merges, ids);
+  };
   std::vector<std::string_view> pieces;
   std::vector<size_t> ends = piece_safe_cuts(text, model.rule, kChunkBytes);
   ends.push_back(text.size());
@@ -98,11 +130,9 @@ void BpeTokenizer::Impl::encode_ordinary(std::string_view text, std::vector<int3
       if (piece.size() == 1) {
         out.push_back(byte_ids[static_cast<unsigned char>(piece[0])]);
       } else if (piece.size() > PieceCache::kMaxPieceBytes) {
-        bpe_merge(piece, byte_ids, merges, out);
-      } else if (!cache.append_cached(piece, out)) {
-        const size_t first = out.size();
-        bpe_merge(piece, byte_ids, merges, out);
-        cache.insert(piece, std::span(out).subspan(first));
+        merge(piece, out);
+      } else {
+        cache.append(piece, out, merge);
       }
     }
     begin = end;
