@@ -209,7 +209,6 @@ TEST(BpeFiles, LoadTokenizerNamesWhatADirectoryLacks) {
   expect_error([&] { load_tokenizer((dir / "missing.json").string()); }, {"missing.json", "cannot open"});
 }
 
-
 TEST(BpeFiles, ALargerTiktokenEncodingIsRefusedNotMisread) {
   // cl100k_base and o200k_base have more ranks than GPT-2 and other patterns and special ids.
   TempDir dir;
