@@ -14,7 +14,7 @@ inkstone=build/cli/inkstone
 
 echo "== prepare: $config"
 "$inkstone" prepare "$config"
-echo "== train: $config (about 1 minute on 2 cores)"
+echo "== train: $config (about 40 seconds on 2 cores)"
 "$inkstone" train "$config" train.resume=auto "$@"
 echo "== plot"
 "$inkstone" plot "$run_dir"
