@@ -20,8 +20,7 @@ NextTokenLogits::NextTokenLogits(GPT2& model, int rows, int capacity)
 }
 
 void NextTokenLogits::read_row(size_t row, int64_t model_row) {
-  const std::vector<float> values = model_.read_logits(model_row, 1);
-  std::copy(values.begin(), values.end(), logits_.begin() + static_cast<std::ptrdiff_t>(row * vocab_));
+  model_.read_logits(model_row, 1, std::span<float>(logits_).subspan(row * vocab_, vocab_));
 }
 
 namespace {

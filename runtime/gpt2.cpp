@@ -443,17 +443,23 @@ Tensor GPT2::logits() const {
 }
 
 std::vector<float> GPT2::read_logits(int64_t first_row, int64_t count) const {
+  std::vector<float> out(static_cast<size_t>(std::max<int64_t>(count, 0) * shape_.vocab));
+  read_logits(first_row, count, out);
+  return out;
+}
+
+void GPT2::read_logits(int64_t first_row, int64_t count, std::span<float> out) const {
   const Tensor all = logits();
   if (first_row < 0 || count < 0 || first_row + count > all.dim(0))
     fail("GPT2::read_logits: rows [{}, {}) outside the {} rows of the last forward", first_row,
          first_row + count, all.dim(0));
   const int64_t V = shape_.vocab, Vp = shape_.padded_vocab();
-  std::vector<float> out(static_cast<size_t>(count * V));
+  if (static_cast<int64_t>(out.size()) != count * V)
+    fail("GPT2::read_logits: {} floats given for {} rows of {}", out.size(), count, V);
   for (int64_t r = 0; r < count; ++r) {
     const Tensor row(all.as<float>() + (first_row + r) * Vp, DType::F32, {V});
     backend_.download(out.data() + r * V, row);
   }
-  return out;
 }
 
 const ParamInfo& GPT2::parameter(const std::string& name) const {

@@ -89,6 +89,8 @@ class GPT2 {
   // The real-vocabulary logits of rows [first_row, first_row + rows) of the last forward, on the host,
   // row-major [rows, vocab].
   std::vector<float> read_logits(int64_t first_row, int64_t rows) const;
+  // The same into `out` (rows * vocab floats), for decode loops that must not allocate per token.
+  void read_logits(int64_t first_row, int64_t rows, std::span<float> out) const;
   int64_t counted_targets() const { return counted_targets_; }  // of the last forward
 
   // Parameters by Hugging Face name, host float vectors in HF shape (wte: [vocab, C], no padding).

@@ -227,5 +227,18 @@ TEST_F(GPT2KvCache, MemoryCountsTheCache) {
   EXPECT_EQ(model_.memory().kv_cache, size_t{4} * 2 * shape_.n_layer * 4 * 20 * shape_.n_embd);
 }
 
+TEST_F(GPT2KvCache, ReadingLogitsIntoASpanEqualsTheVectorAndChecksItsSize) {
+  model_.allocate_kv_cache(1, shape_.context);
+  const std::vector<int32_t> tokens = {5, 10, 20, 30};
+  const int32_t zero = 0;
+  model_.forward_cached(tokens, std::span<const int32_t>(&zero, 1), 1, 4);
+  const std::vector<float> want = model_.read_logits(1, 2);
+  std::vector<float> got(want.size());
+  model_.read_logits(1, 2, got);
+  EXPECT_EQ(got, want);
+  std::vector<float> short_buffer(want.size() - 1);
+  EXPECT_THROW(model_.read_logits(1, 2, short_buffer), Error);
+}
+
 }  // namespace
 }  // namespace inkstone
