@@ -7,6 +7,7 @@
 // cast (round to nearest even when params are BF16); without it params must be F32 and are updated.
 #include <cmath>
 
+#include "kernels/adamw_coefficients.h"
 #include "kernels/cpu/bf16.h"
 #include "kernels/cpu/check.h"
 #include "kernels/cpu/cpu_ops.h"
@@ -16,24 +17,6 @@ namespace inkstone::cpu {
 namespace {
 
 using namespace detail;
-
-struct AdamWCoefficients {
-  float decay, beta1, beta2, one_minus_beta1, one_minus_beta2, step_size, inv_sqrt_bc2, eps, grad_scale;
-};
-
-AdamWCoefficients coefficients(const AdamW& p) {
-  const double bc1 = 1.0 - std::pow(static_cast<double>(p.beta1), p.step);
-  const double bc2 = 1.0 - std::pow(static_cast<double>(p.beta2), p.step);
-  return {1.0f - p.lr * p.weight_decay,
-          p.beta1,
-          p.beta2,
-          1.0f - p.beta1,
-          1.0f - p.beta2,
-          static_cast<float>(p.lr / bc1),
-          static_cast<float>(1.0 / std::sqrt(bc2)),
-          p.eps,
-          p.grad_scale};
-}
 
 // One element; returns the new parameter value.
 inline float adamw_element(float param, float grad, float& m, float& v, const AdamWCoefficients& k) {
@@ -46,7 +29,7 @@ inline float adamw_element(float param, float grad, float& m, float& v, const Ad
 }  // namespace
 
 void adamw_update(const AdamW& p) {
-  constexpr const char* op = "adamw_update";
+  constexpr const char* op = "cpu::adamw_update";
   const int64_t n = p.params.numel();
   require_f32(p.grads, op, "grads");
   require_f32(p.m, op, "m");
@@ -55,7 +38,7 @@ void adamw_update(const AdamW& p) {
   require_numel(p.m, n, op, "m");
   require_numel(p.v, n, op, "v");
   require(p.step >= 1, op, "step is 1-based");
-  const AdamWCoefficients k = coefficients(p);
+  const AdamWCoefficients k = adamw_coefficients(p);
   const float* grads = p.grads.as<float>();
   float* m = p.m.as<float>();
   float* v = p.v.as<float>();

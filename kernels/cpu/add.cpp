@@ -9,7 +9,7 @@ namespace inkstone::cpu {
 using namespace detail;
 
 void add(const Add& p) {
-  constexpr const char* op = "add";
+  constexpr const char* op = "cpu::add";
   require_f32(p.a, op, "a");
   require_f32(p.b, op, "b");
   require_f32(p.out, op, "out");

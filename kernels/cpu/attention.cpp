@@ -223,7 +223,7 @@ void attention_forward(const AttentionForward& p) {
 }
 
 void attention_backward(const AttentionBackward& p) {
-  constexpr const char* op = "attention_backward";
+  constexpr const char* op = "cpu::attention_backward";
   const AttentionShape s = check_attention(op, p.qkv, p.out, p.lse, p.n_head);
   require_f32(p.dqkv, op, "dqkv");
   require_numel(p.dqkv, s.B * s.T * 3 * s.C, op, "dqkv");

@@ -13,7 +13,7 @@ namespace inkstone::cpu {
 using namespace detail;
 
 void cast(const Cast& p) {
-  constexpr const char* op = "cast";
+  constexpr const char* op = "cpu::cast";
   require(p.inp.defined() && p.out.defined(), op, "inp and out are required");
   const int64_t n = p.inp.numel();
   require_numel(p.out, n, op, "out");

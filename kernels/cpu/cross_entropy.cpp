@@ -18,7 +18,7 @@ namespace inkstone::cpu {
 using namespace detail;
 
 void cross_entropy(const CrossEntropy& p) {
-  constexpr const char* op = "cross_entropy";
+  constexpr const char* op = "cpu::cross_entropy";
   require_f32(p.logits, op, "logits");
   require_f32(p.losses, op, "losses");
   require_dtype(p.targets, DType::I32, op, "targets");

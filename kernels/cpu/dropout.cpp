@@ -10,7 +10,7 @@ namespace inkstone::cpu {
 using namespace detail;
 
 void dropout(const Dropout& p) {
-  constexpr const char* op = "dropout";
+  constexpr const char* op = "cpu::dropout";
   require_f32(p.inp, op, "inp");
   require_f32(p.out, op, "out");
   const int64_t n = p.out.numel();

@@ -12,7 +12,7 @@ namespace inkstone::cpu {
 using namespace detail;
 
 void gelu_forward(const GeluForward& p) {
-  constexpr const char* op = "gelu_forward";
+  constexpr const char* op = "cpu::gelu_forward";
   require_f32(p.inp, op, "inp");
   require_f32(p.out, op, "out");
   const int64_t n = p.inp.numel();
@@ -24,7 +24,7 @@ void gelu_forward(const GeluForward& p) {
 }
 
 void gelu_backward(const GeluBackward& p) {
-  constexpr const char* op = "gelu_backward";
+  constexpr const char* op = "cpu::gelu_backward";
   require_f32(p.inp, op, "inp");
   require_f32(p.dout, op, "dout");
   require_f32(p.dinp, op, "dinp");

@@ -32,7 +32,7 @@ void check_stats(const char* op, const Tensor& mean, const Tensor& rstd, int64_t
 }  // namespace
 
 void layernorm_forward(const LayerNormForward& p) {
-  constexpr const char* op = "layernorm_forward";
+  constexpr const char* op = "cpu::layernorm_forward";
   require_f32(p.inp, op, "inp");
   const int64_t C = p.inp.dim(-1), N = rows(p.inp);
   check_f32(op, p.out, N * C, "out");
@@ -70,7 +70,7 @@ void layernorm_forward(const LayerNormForward& p) {
 }
 
 void layernorm_backward(const LayerNormBackward& p) {
-  constexpr const char* op = "layernorm_backward";
+  constexpr const char* op = "cpu::layernorm_backward";
   require_f32(p.inp, op, "inp");
   const int64_t C = p.inp.dim(-1), N = rows(p.inp);
   check_f32(op, p.dinp, N * C, "dinp");

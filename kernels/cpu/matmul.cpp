@@ -78,7 +78,7 @@ void parallel_gemm(const Gemm& g, int64_t columns, bool transpose_a = false) {
 }  // namespace
 
 void matmul_forward(const MatmulForward& p) {
-  constexpr const char* op = "matmul_forward";
+  constexpr const char* op = "cpu::matmul_forward";
   const auto [N, C, OC] = check_matmul(op, p.inp, p.weight, p.layout);
   require_f32(p.out, op, "out");
   require_numel(p.out, N * OC, op, "out");
@@ -119,7 +119,7 @@ void matmul_forward(const MatmulForward& p) {
 }
 
 void matmul_backward(const MatmulBackward& p) {
-  constexpr const char* op = "matmul_backward";
+  constexpr const char* op = "cpu::matmul_backward";
   const auto [N, C, OC] = check_matmul(op, p.inp, p.weight, p.layout);
   require_f32(p.dout, op, "dout");
   require_numel(p.dout, N * OC, op, "dout");

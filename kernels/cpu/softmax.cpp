@@ -14,7 +14,7 @@ namespace inkstone::cpu {
 using namespace detail;
 
 void softmax_forward(const SoftmaxForward& p) {
-  constexpr const char* op = "softmax_forward";
+  constexpr const char* op = "cpu::softmax_forward";
   require_f32(p.inp, op, "inp");
   require_f32(p.out, op, "out");
   const int64_t cols = p.inp.dim(-1), N = rows(p.inp), V = p.valid_cols;

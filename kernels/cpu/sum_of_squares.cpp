@@ -42,7 +42,7 @@ double sum_of_squares_of(const Element* x, int64_t n, ToFloat to_float) {
 }  // namespace
 
 double sum_of_squares(Tensor t) {
-  constexpr const char* op = "sum_of_squares";
+  constexpr const char* op = "cpu::sum_of_squares";
   require(t.defined() || t.numel() == 0, op, "tensor is missing");
   const int64_t n = t.numel();
   if (n == 0) return 0.0;

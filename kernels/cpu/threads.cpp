@@ -15,7 +15,7 @@
 namespace inkstone::cpu {
 
 void set_num_threads(int n) {
-  detail::require(n >= 1, "set_num_threads", "thread count must be >= 1");
+  detail::require(n >= 1, "cpu::set_num_threads", "thread count must be >= 1");
   detail::prepare_blas();  // OpenBLAS stays at one thread: the OpenMP team runs the GEMMs
   omp_set_num_threads(n);
 }

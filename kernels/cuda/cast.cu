@@ -5,8 +5,9 @@
 
 #include <stdexcept>
 
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_check.cuh"
-#include "kernels/cuda/device.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace inkstone::cuda {
 namespace {
@@ -32,9 +33,11 @@ void cast(const Cast& p) {
   constexpr int kThreads = 256;
   const int blocks = static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535));
   if (p.inp.dtype == DType::F32 && p.out.dtype == DType::BF16) {
-    f32_to_bf16_kernel<<<blocks, kThreads>>>(p.out.as<__nv_bfloat16>(), p.inp.as<float>(), n);
+    f32_to_bf16_kernel<<<blocks, kThreads, 0, current_stream()>>>(p.out.as<__nv_bfloat16>(),
+                                                                  p.inp.as<float>(), n);
   } else if (p.inp.dtype == DType::BF16 && p.out.dtype == DType::F32) {
-    bf16_to_f32_kernel<<<blocks, kThreads>>>(p.out.as<float>(), p.inp.as<__nv_bfloat16>(), n);
+    bf16_to_f32_kernel<<<blocks, kThreads, 0, current_stream()>>>(p.out.as<float>(),
+                                                                  p.inp.as<__nv_bfloat16>(), n);
   } else {
     throw std::invalid_argument("cuda::cast: only F32 <-> BF16 is supported");
   }

@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include <stdexcept>
+#include <string>
 
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/device.h"
@@ -26,6 +27,21 @@ std::string device_description(int device) {
   INKSTONE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
   return fmt::format("{} (sm_{}{}, {:.1f} GiB)", prop.name, prop.major, prop.minor,
                      static_cast<double>(prop.totalGlobalMem) / (1u << 30));
+}
+
+double datasheet_bf16_flops(int device) {
+  cudaDeviceProp prop{};
+  INKSTONE_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+  const std::string name = prop.name;
+  const auto has = [&](const char* s) { return name.find(s) != std::string::npos; };
+  if (has("H100") && has("PCIe")) return 756e12;
+  if (has("H100") || has("H200") || has("H800") || has("GH200")) return 989.4e12;
+  if (has("A100") || has("A800")) return 312e12;
+  return 0;
+}
+
+void memory_info(size_t* free_bytes, size_t* total_bytes) {
+  INKSTONE_CUDA_CHECK(cudaMemGetInfo(free_bytes, total_bytes));
 }
 
 int nccl_version() {

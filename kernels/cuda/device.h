@@ -1,19 +1,22 @@
-// What the CUDA side of the build offers before the full backend exists: device discovery,
-// library versions, a cuBLASLt context and the F32 <-> BF16 cast. Plain C++ header (no CUDA types),
-// so runtime/ can include it from .cpp files.
+// Device discovery, library versions and the cuBLASLt context class (the ops are in
+// kernels/cuda/cuda_ops.h). Plain C++ header (no CUDA types), so runtime/ can include it from .cpp
+// files.
 #pragma once
 
 #include <cstddef>
 #include <string>
-
-#include "kernels/ops.h"
 
 namespace inkstone::cuda {
 
 // Number of usable CUDA devices; 0 when there is no driver or no device (never throws).
 int device_count();
 std::string device_description(int device);  // "NVIDIA H200 (sm_90, 139.8 GiB)"
-int nccl_version();                          // e.g. 22703
+// The vendor's dense BF16 tensor-core peak of `device` in FLOP/s (H100 SXM / H200: 989.4e12,
+// H100 PCIe: 756e12, A100: 312e12), from its name; 0 for a device not in the table.
+double datasheet_bf16_flops(int device);
+// Free and total memory of the current device, in bytes.
+void memory_info(size_t* free_bytes, size_t* total_bytes);
+int nccl_version();  // e.g. 22703
 size_t cublaslt_version();
 
 // One cuBLASLt handle and one workspace per device, created once.
@@ -32,12 +35,5 @@ class CublasLtContext {
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
 };
-
-// Device-side F32 <-> BF16 conversion (round to nearest even); tensors live in device memory.
-void cast(const Cast& p);
-
-// Device-side Dropout (kernels/ops.h) on F32 or BF16 tensors: the same mask as cpu::dropout, element for
-// element, since both evaluate dropout_keeps(seed, i). See kernels/cuda/dropout.cu.
-void dropout(const Dropout& p);
 
 }  // namespace inkstone::cuda

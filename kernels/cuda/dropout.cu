@@ -9,8 +9,9 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_check.cuh"
-#include "kernels/cuda/device.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace inkstone::cuda {
 namespace {
@@ -52,10 +53,11 @@ void dropout(const Dropout& p) {
   constexpr int kThreads = 256;
   const int blocks = static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535));
   if (p.inp.dtype == DType::F32) {
-    dropout_kernel<<<blocks, kThreads>>>(p.out.as<float>(), p.inp.as<float>(), n, threshold, scale, p.seed);
+    dropout_kernel<<<blocks, kThreads, 0, current_stream()>>>(p.out.as<float>(), p.inp.as<float>(), n,
+                                                              threshold, scale, p.seed);
   } else if (p.inp.dtype == DType::BF16) {
-    dropout_kernel<<<blocks, kThreads>>>(p.out.as<__nv_bfloat16>(), p.inp.as<__nv_bfloat16>(), n, threshold,
-                                         scale, p.seed);
+    dropout_kernel<<<blocks, kThreads, 0, current_stream()>>>(
+        p.out.as<__nv_bfloat16>(), p.inp.as<__nv_bfloat16>(), n, threshold, scale, p.seed);
   } else {
     throw std::invalid_argument("cuda::dropout: only F32 and BF16 are supported");
   }
