@@ -27,6 +27,7 @@ class TimedBackend final : public Backend {
 
   DeviceKind kind() const override { return inner_.kind(); }
   std::string describe() const override { return inner_.describe(); }
+  double peak_flops(DType dtype) const override { return inner_.peak_flops(dtype); }
   void* allocate(size_t bytes) override { return inner_.allocate(bytes); }
   void release(void* ptr) override { inner_.release(ptr); }
   void upload(Tensor dst, const void* host) override {

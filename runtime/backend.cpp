@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "runtime/cpu_backend.h"
+#include "runtime/cuda_backend.h"
 #include "runtime/error.h"
 #if INKSTONE_HAVE_CUDA
 #include "kernels/cuda/device.h"
@@ -32,13 +33,14 @@ std::unique_ptr<Backend> make_backend(const std::string& device, std::string* ch
     say("device auto: no CUDA GPU found, using " + backend->describe());
     return backend;
   }
-  const std::string gpu = cuda::device_description(0);
-  if (device == "cuda")
-    fail("device: cuda found {}, but this build's CUDA backend has no training ops yet; use device: cpu",
-         gpu);
-  auto backend = make_cpu_backend();
-  say(fmt::format("device auto: found {}, but the CUDA backend has no training ops yet; using {}", gpu,
-                  backend->describe()));
+  // One process per GPU: a launcher's local rank picks the device (0 when run alone).
+  auto backend = make_cuda_backend(0);
+  if (device == "auto") {
+    say(fmt::format("device auto: found {} GPU{}, using {}", gpus, gpus == 1 ? "" : "s",
+                    backend->describe()));
+  } else {
+    say(backend->describe());
+  }
   return backend;
 #else
   if (device == "cuda")

@@ -17,6 +17,9 @@ class Backend {
 
   virtual DeviceKind kind() const = 0;
   virtual std::string describe() const = 0;  // e.g. "cpu (2 threads, OpenBLAS 0.3.21)"
+  // The device's datasheet peak for dense matrix products in `dtype`, in FLOP/s, for MFU; 0 when
+  // unknown (MFU is then not reported).
+  virtual double peak_flops(DType /*dtype*/) const { return 0; }
 
   // Memory. Buffers are allocated once per run and freed at its end; never inside a step.
   virtual void* allocate(size_t bytes) = 0;

@@ -51,6 +51,9 @@ struct TrainConfig {
   double eps = 1e-8;
   double grad_clip = 1.0;  // 0 disables clipping
   double dropout = 0.0;    // on embeddings and residual branches while training, [0, 1)
+  // Activations the backward pass recomputes instead of storing (memory for compute, as llm.c's
+  // recompute): none | gelu | gelu+layernorm. Gradients are identical either way.
+  std::string recompute = "none";
   uint64_t seed = 1337;
   int eval_interval = 100;
   int eval_steps = 20;
@@ -67,6 +70,9 @@ struct RunConfig {
   DataConfig data;
   TrainConfig train;
   std::string device = "auto";  // cpu | cuda | auto
+  // Training's compute dtype: fp32, or bf16 mixed precision (fp32 master weights and optimizer state);
+  // auto takes bf16 on a GPU and fp32 on the CPU, which computes in fp32 only.
+  std::string precision = "auto";  // auto | fp32 | bf16
   std::string output_dir = "runs/default";
   std::string source;  // the file it came from ("" when built in code); not part of the schema
 

@@ -138,6 +138,7 @@ const std::vector<ConfigField>& config_fields() {
       {"train.eps", ref<&TrainConfig::eps>, between(0, 1)},
       {"train.grad_clip", ref<&TrainConfig::grad_clip>, at_least(0), "0 disables clipping"},
       {"train.dropout", ref<&TrainConfig::dropout>, from_up_to(0, 1)},
+      {"train.recompute", ref<&TrainConfig::recompute>, {"none", "gelu", "gelu+layernorm"}},
       {"train.seed", ref<&TrainConfig::seed>},
       {"train.eval_interval", ref<&TrainConfig::eval_interval>, at_least(1),
        "it counts steps between evaluations"},
@@ -148,6 +149,7 @@ const std::vector<ConfigField>& config_fields() {
       {"train.max_bad_steps", ref<&TrainConfig::max_bad_steps>, at_least(1)},
 
       {"device", ref<&RunConfig::device>, {"cpu", "cuda", "auto"}},
+      {"precision", ref<&RunConfig::precision>, {"auto", "fp32", "bf16"}},
       {"output_dir", ref<&RunConfig::output_dir>},
   };
   return fields;

@@ -5,6 +5,7 @@
 
 #include <fmt/ranges.h>
 
+#include "kernels/cpu/cpu_ops.h"
 #include "runtime/error.h"
 #include "runtime/rng.h"
 
@@ -19,8 +20,16 @@ Tensor reshaped(Tensor t, std::initializer_list<int64_t> dims) {
 
 }  // namespace
 
-GPT2::GPT2(Backend& backend, const GPT2Shape& shape, int max_batch, int max_seq)
-    : backend_(backend), shape_(shape), max_batch_(max_batch), max_seq_(max_seq) {
+GPT2::GPT2(Backend& backend, const GPT2Shape& shape, int max_batch, int max_seq, const GPT2Options& options)
+    : backend_(backend),
+      shape_(shape),
+      max_batch_(max_batch),
+      max_seq_(max_seq),
+      compute_(options.compute),
+      recompute_(options.recompute) {
+  const DType compute = options.compute;
+  if (compute != DType::F32 && compute != DType::BF16)
+    fail("GPT2: compute dtype {} is not supported; use F32 or BF16", dtype_name(compute));
   if (shape.n_layer < 1 || shape.n_head < 1 || shape.n_embd < 1 || shape.vocab < 1 ||
       shape.n_embd % shape.n_head != 0 || shape.context < 1)
     fail(
@@ -33,18 +42,23 @@ GPT2::GPT2(Backend& backend, const GPT2Shape& shape, int max_batch, int max_seq)
 
   const int64_t max_rows = int64_t{max_batch} * max_seq;
   layout_ = gpt2_parameter_layout(shape);
-  acts_ = gpt2_activation_offsets(shape, max_rows);
-  params_ = DeviceTensor(backend, DType::F32, {layout_.total_floats});
-  grads_ = DeviceTensor(backend, DType::F32, {layout_.total_floats});
-  activations_ = DeviceTensor(backend, DType::F32, {acts_.total_floats});
+  acts_ = gpt2_activation_offsets(shape, max_rows, compute, recompute_);
+  params_ = DeviceTensor(backend, compute, {layout_.total_elements});
+  grads_ = DeviceTensor(backend, compute, {layout_.total_elements});
+  if (mixed_precision()) {
+    master_ = DeviceTensor(backend, DType::F32, {layout_.total_elements});
+    backend.fill_zero(master_);
+  }
+  // Bytes, as a buffer of 4-byte elements (total_bytes is a multiple of 64).
+  activations_ = DeviceTensor(backend, DType::F32, {acts_.total_bytes / 4});
   tokens_ = DeviceTensor(backend, DType::I32, {max_rows});
   targets_ = DeviceTensor(backend, DType::I32, {max_rows});
   positions_ = DeviceTensor(backend, DType::I32, {max_rows});
   // Zero everything once: alignment gaps and wte's pad rows must read as zero forever after.
   for (const DeviceTensor* t : {&params_, &grads_, &activations_, &tokens_, &targets_, &positions_})
     backend.fill_zero(*t);
-  weights_ = gpt2_weight_views(shape, layout_, params_.view().as<float>());
-  weight_grads_ = gpt2_weight_views(shape, layout_, grads_.view().as<float>());
+  weights_ = gpt2_weight_views(shape, layout_, params_.view().data, compute);
+  weight_grads_ = gpt2_weight_views(shape, layout_, grads_.view().data, compute);
   host_losses_.resize(max_rows);
   host_targets_.resize(max_rows);
 }
@@ -55,7 +69,12 @@ void GPT2::initialize(uint64_t seed) {
   for (const ParamInfo& p : layout_.table) {
     host.resize(p.allocated);
     init_gpt2_parameter(p, shape_, rng, host);
-    backend_.upload(parameter_view(p), host.data());
+    if (mixed_precision()) {
+      backend_.upload(master_view(p), host.data());
+      backend_.cast({.out = parameter_view(p), .inp = master_view(p)});
+    } else {
+      backend_.upload(parameter_view(p), host.data());
+    }
   }
 }
 
@@ -106,10 +125,10 @@ float GPT2::forward(Tensor tokens, Tensor targets, int B, int T) {
 }
 
 Tensor GPT2::rows(int64_t offset, int64_t n, int64_t cols) const {
-  return Tensor(act(offset), DType::F32, {n, cols});
+  return Tensor(act(offset), compute_, {n, cols});
 }
 
-Tensor GPT2::flat(int64_t offset, int64_t n) const {
+Tensor GPT2::stats(int64_t offset, int64_t n) const {
   return Tensor(act(offset), DType::F32, {n});
 }
 
@@ -135,7 +154,7 @@ float GPT2::run_forward(Tensor tokens, Tensor targets, const Batch& batch, const
   const GPT2Weights& w = weights_;
   forward_dropout_p_ = cached ? 0.0f : dropout_p_;  // generation never drops
   forward_dropout_seed_ = dropout_seed_;
-  const Tensor encoded = Tensor(act(acts_.encoded), DType::F32, {batch.B, batch.T, C});
+  const Tensor encoded = Tensor(act(acts_.encoded), compute_, {batch.B, batch.T, C});
   backend_.embedding_forward({.out = encoded,
                               .tokens = tokens,
                               .wte = w.wte,
@@ -149,8 +168,8 @@ float GPT2::run_forward(Tensor tokens, Tensor targets, const Batch& batch, const
   }
   const Tensor ln_f = rows(acts_.ln_f, N, C), logits = rows(acts_.logits, N, Vp);
   backend_.layernorm_forward({.out = ln_f,
-                              .mean = flat(acts_.ln_f_mean, N),
-                              .rstd = flat(acts_.ln_f_rstd, N),
+                              .mean = stats(acts_.ln_f_mean, N),
+                              .rstd = stats(acts_.ln_f_rstd, N),
                               .inp = rows(acts_.h.back().residual_mlp, N, C),
                               .weight = w.ln_f_weight,
                               .bias = w.ln_f_bias,
@@ -170,7 +189,7 @@ float GPT2::run_forward(Tensor tokens, Tensor targets, const Batch& batch, const
     stage_ = Stage::Logits;
     return 0.0f;
   }
-  const Tensor losses = flat(acts_.losses, N);
+  const Tensor losses = stats(acts_.losses, N);
   backend_.cross_entropy(
       {.losses = losses, .dlogits = {}, .logits = logits, .targets = targets, .vocab_size = shape_.vocab});
   backend_.download(host_losses_.data(), losses);
@@ -192,8 +211,8 @@ void GPT2::block_forward(int layer, Tensor residual_in, const Batch& batch, cons
   const Tensor fc_gelu = rows(a.fc_gelu, N, 4 * C), residual_mlp = rows(a.residual_mlp, N, C);
 
   backend_.layernorm_forward({.out = ln_1,
-                              .mean = flat(a.ln_1_mean, N),
-                              .rstd = flat(a.ln_1_rstd, N),
+                              .mean = stats(a.ln_1_mean, N),
+                              .rstd = stats(a.ln_1_rstd, N),
                               .inp = residual_in,
                               .weight = w.ln_1_weight,
                               .bias = w.ln_1_bias,
@@ -224,8 +243,8 @@ void GPT2::block_forward(int layer, Tensor residual_in, const Batch& batch, cons
   backend_.add({.out = residual_attn, .a = residual_in, .b = residual_attn});
 
   backend_.layernorm_forward({.out = ln_2,
-                              .mean = flat(a.ln_2_mean, N),
-                              .rstd = flat(a.ln_2_rstd, N),
+                              .mean = stats(a.ln_2_mean, N),
+                              .rstd = stats(a.ln_2_rstd, N),
                               .inp = residual_attn,
                               .weight = w.ln_2_weight,
                               .bias = w.ln_2_bias,
@@ -253,14 +272,14 @@ void GPT2::allocate_kv_cache(int batch, int capacity) {
         "GPT2::allocate_kv_cache: a cache of {} sequences x {} positions is not possible with context {}; "
         "use batch >= 1 and 1 <= capacity <= context",
         batch, capacity, shape_.context);
-  const int64_t floats = int64_t{shape_.n_layer} * 2 * batch * capacity * shape_.n_embd;
+  const int64_t elements = int64_t{shape_.n_layer} * 2 * batch * capacity * shape_.n_embd;
   // A request that fits the current buffer reuses it under the new layout: positions are only ever
   // read after a later forward_cached has written them, so no old content needs to survive. The
   // cache is not zeroed either, for the same reason (and so a kernel that read unwritten rows would
   // show it). The old buffer is freed before the new one is made, so peak memory is one cache.
-  if (!kv_cache_.view().defined() || kv_cache_.view().numel() < floats) {
+  if (!kv_cache_.view().defined() || kv_cache_.view().numel() < elements) {
     kv_cache_ = DeviceTensor();
-    kv_cache_ = DeviceTensor(backend_, DType::F32, {floats});
+    kv_cache_ = DeviceTensor(backend_, compute_, {elements});
   }
   kv_batch_ = batch;
   kv_capacity_ = capacity;
@@ -268,9 +287,10 @@ void GPT2::allocate_kv_cache(int batch, int capacity) {
 
 Tensor GPT2::kv_cache_view(int layer, int part, int first_row, int B) const {
   const int64_t NH = shape_.n_head, hd = shape_.head_dim(), capacity = kv_capacity_;
-  const int64_t row_floats = NH * capacity * hd;
-  const int64_t offset = ((int64_t{layer} * 2 + part) * kv_batch_ + first_row) * row_floats;
-  return Tensor(kv_cache_.view().as<float>() + offset, DType::F32, {B, NH, capacity, hd});
+  const int64_t row_elements = NH * capacity * hd;
+  const int64_t offset = ((int64_t{layer} * 2 + part) * kv_batch_ + first_row) * row_elements;
+  Tensor view = element_view(kv_cache_, offset, B * NH * capacity * hd);
+  return Tensor(view.data, compute_, {B, NH, capacity, hd});
 }
 
 void GPT2::forward_cached(std::span<const int32_t> tokens, std::span<const int32_t> start, int B, int T,
@@ -320,7 +340,7 @@ void GPT2::backward(float loss_scale) {
   const Tensor logits = rows(acts_.logits, N, Vp), dlogits = logits;
   const Tensor d_residual = rows(acts_.d_residual, N, C), d_ln_f = rows(acts_.d_ln_1, N, C);
 
-  backend_.cross_entropy({.losses = flat(acts_.losses, N),
+  backend_.cross_entropy({.losses = stats(acts_.losses, N),
                           .dlogits = dlogits,
                           .logits = logits,
                           .targets = batch_targets_,
@@ -344,8 +364,8 @@ void GPT2::backward(float loss_scale) {
                                .dout = d_ln_f,
                                .inp = rows(acts_.h.back().residual_mlp, N, C),
                                .weight = weights_.ln_f_weight,
-                               .mean = flat(acts_.ln_f_mean, N),
-                               .rstd = flat(acts_.ln_f_rstd, N)});
+                               .mean = stats(acts_.ln_f_mean, N),
+                               .rstd = stats(acts_.ln_f_rstd, N)});
   for (int l = shape_.n_layer - 1; l >= 0; --l) {
     const int64_t residual = l == 0 ? acts_.encoded : acts_.h[l - 1].residual_mlp;
     block_backward(l, rows(residual, N, C), d_residual, batch_);
@@ -371,12 +391,14 @@ void GPT2::block_backward(int layer, Tensor residual_in, Tensor d_residual, cons
   const Tensor d_ln_2 = rows(acts_.d_ln_2, N, C), d_ln_1 = rows(acts_.d_ln_1, N, C);
   const Tensor d_attn_out = rows(acts_.d_attn_out, N, C), d_qkv = rows(acts_.d_qkv, N, 3 * C);
   const Tensor attn_out = rows(a.attn_out, N, C), qkv = rows(a.qkv, N, 3 * C);
-  backend_.fill_zero(Tensor(act(acts_.scratch), DType::F32, {acts_.scratch_floats}));
+  backend_.fill_zero(Tensor(act(acts_.scratch), DType::F32, {acts_.scratch_bytes / 4}));
   const bool dropout = forward_dropout_p_ > 0.0f;
 
   // With dropout, the projection's gradient is the residual gradient through the same mask. It is
   // staged in d_attn_out (zeroed again after use, since attention accumulates into it) and, for the
   // attention projection, in d_ln_2 (free by then); the residual path itself keeps d_residual.
+  if (recompute_ != Recompute::None)  // the shared GELU region holds another layer's output
+    backend_.gelu_forward({.out = rows(a.fc_gelu, N, 4 * C), .inp = rows(a.fc_pre_gelu, N, 4 * C)});
   if (dropout) apply_dropout(d_attn_out, d_residual, layer, DropoutSite::Mlp);
   backend_.matmul_backward({.dinp = d_fc_gelu,
                             .dweight = g.mlp_c_proj_weight,
@@ -386,6 +408,7 @@ void GPT2::block_backward(int layer, Tensor residual_in, Tensor d_residual, cons
                             .weight = w.mlp_c_proj_weight});
   if (dropout) backend_.fill_zero(d_attn_out);
   backend_.gelu_backward({.dinp = d_fc_pre_gelu, .inp = rows(a.fc_pre_gelu, N, 4 * C), .dout = d_fc_gelu});
+  if (recompute_ == Recompute::GeluAndLayerNorm) recompute_layernorm(layer, 2, N);
   backend_.matmul_backward({.dinp = d_ln_2,
                             .dweight = g.c_fc_weight,
                             .dbias = g.c_fc_bias,
@@ -398,8 +421,8 @@ void GPT2::block_backward(int layer, Tensor residual_in, Tensor d_residual, cons
                                .dout = d_ln_2,
                                .inp = rows(a.residual_attn, N, C),
                                .weight = w.ln_2_weight,
-                               .mean = flat(a.ln_2_mean, N),
-                               .rstd = flat(a.ln_2_rstd, N)});
+                               .mean = stats(a.ln_2_mean, N),
+                               .rstd = stats(a.ln_2_rstd, N)});
 
   if (dropout) apply_dropout(d_ln_2, d_residual, layer, DropoutSite::Attention);
   backend_.matmul_backward({.dinp = d_attn_out,
@@ -414,6 +437,7 @@ void GPT2::block_backward(int layer, Tensor residual_in, Tensor d_residual, cons
                                .out = reshaped(attn_out, {batch.B, batch.T, C}),
                                .lse = Tensor(act(a.attn_lse), DType::F32, {batch.B, shape_.n_head, batch.T}),
                                .n_head = shape_.n_head});
+  if (recompute_ == Recompute::GeluAndLayerNorm) recompute_layernorm(layer, 1, N, residual_in);
   backend_.matmul_backward({.dinp = d_ln_1,
                             .dweight = g.c_attn_weight,
                             .dbias = g.c_attn_bias,
@@ -426,8 +450,24 @@ void GPT2::block_backward(int layer, Tensor residual_in, Tensor d_residual, cons
                                .dout = d_ln_1,
                                .inp = residual_in,
                                .weight = w.ln_1_weight,
-                               .mean = flat(a.ln_1_mean, N),
-                               .rstd = flat(a.ln_1_rstd, N)});
+                               .mean = stats(a.ln_1_mean, N),
+                               .rstd = stats(a.ln_1_rstd, N)});
+}
+
+// LayerNorm `which` (1 or 2) of `layer` again, from its kept input, into the shared region. Its
+// statistics are recomputed by the same kernel from the same input, so they come out bit-identical.
+void GPT2::recompute_layernorm(int layer, int which, int64_t N, Tensor residual_in) {
+  const int64_t C = shape_.n_embd;
+  const BlockWeights& w = weights_.h[layer];
+  const BlockActivationOffsets& a = acts_.h[layer];
+  const bool first = which == 1;
+  backend_.layernorm_forward({.out = rows(first ? a.ln_1 : a.ln_2, N, C),
+                              .mean = stats(first ? a.ln_1_mean : a.ln_2_mean, N),
+                              .rstd = stats(first ? a.ln_1_rstd : a.ln_2_rstd, N),
+                              .inp = first ? residual_in : rows(a.residual_attn, N, C),
+                              .weight = first ? w.ln_1_weight : w.ln_2_weight,
+                              .bias = first ? w.ln_1_bias : w.ln_2_bias,
+                              .eps = kLayerNormEps});
 }
 
 void GPT2::zero_grad() {
@@ -456,9 +496,10 @@ void GPT2::read_logits(int64_t first_row, int64_t count, std::span<float> out) c
   const int64_t V = shape_.vocab, Vp = shape_.padded_vocab();
   if (static_cast<int64_t>(out.size()) != count * V)
     fail("GPT2::read_logits: {} floats given for {} rows of {}", out.size(), count, V);
+  const int64_t element = static_cast<int64_t>(dtype_size(compute_));
   for (int64_t r = 0; r < count; ++r) {
-    const Tensor row(all.as<float>() + (first_row + r) * Vp, DType::F32, {V});
-    backend_.download(out.data() + r * V, row);
+    const Tensor row(static_cast<char*>(all.data) + (first_row + r) * Vp * element, compute_, {V});
+    download_floats(out.data() + r * V, row);
   }
 }
 
@@ -469,25 +510,43 @@ const ParamInfo& GPT2::parameter(const std::string& name) const {
        name);
 }
 
+Tensor GPT2::element_view(const DeviceTensor& buffer, int64_t offset, int64_t n) const {
+  const Tensor& all = buffer.view();
+  return Tensor(static_cast<char*>(all.data) + offset * static_cast<int64_t>(dtype_size(all.dtype)),
+                all.dtype, {n});
+}
+
+void GPT2::download_floats(float* host, Tensor src) const {
+  if (src.dtype == DType::F32) return backend_.download(host, src);
+  const int64_t n = src.numel();
+  if (static_cast<int64_t>(host_bf16_.size()) < n) host_bf16_.resize(static_cast<size_t>(n));
+  backend_.download(host_bf16_.data(), src);
+  cpu::cast({.out = Tensor(host, DType::F32, {n}), .inp = Tensor(host_bf16_.data(), DType::BF16, {n})});
+}
+
 Tensor GPT2::parameter_view(const ParamInfo& p) const {
-  return Tensor(params_.view().as<float>() + p.offset, DType::F32, {p.allocated});
+  return element_view(params_, p.offset, p.allocated);
 }
 
 Tensor GPT2::gradient_view(const ParamInfo& p) const {
-  return Tensor(grads_.view().as<float>() + p.offset, DType::F32, {p.allocated});
+  return element_view(grads_, p.offset, p.allocated);
+}
+
+Tensor GPT2::master_view(const ParamInfo& p) const {
+  return mixed_precision() ? element_view(master_, p.offset, p.allocated) : Tensor{};
 }
 
 std::vector<float> GPT2::read_parameter(const std::string& name) const {
   const ParamInfo& p = parameter(name);
   std::vector<float> out(static_cast<size_t>(p.numel()));
-  backend_.download(out.data(), Tensor(params_.view().as<float>() + p.offset, DType::F32, {p.numel()}));
+  download_floats(out.data(), element_view(mixed_precision() ? master_ : params_, p.offset, p.numel()));
   return out;
 }
 
 std::vector<float> GPT2::read_gradient(const std::string& name) const {
   const ParamInfo& p = parameter(name);
   std::vector<float> out(static_cast<size_t>(p.numel()));
-  backend_.download(out.data(), Tensor(grads_.view().as<float>() + p.offset, DType::F32, {p.numel()}));
+  download_floats(out.data(), element_view(grads_, p.offset, p.numel()));
   return out;
 }
 
@@ -497,11 +556,17 @@ void GPT2::write_parameter(const std::string& name, std::span<const float> value
     fail("parameter {}: {} values given, its shape [{}] holds {}", name, values.size(),
          fmt::join(p.shape, ", "), p.numel());
   // Only the real rows: wte's padding stays zero.
-  backend_.upload(Tensor(params_.view().as<float>() + p.offset, DType::F32, {p.numel()}), values.data());
+  if (mixed_precision()) {
+    const Tensor master = element_view(master_, p.offset, p.numel());
+    backend_.upload(master, values.data());
+    backend_.cast({.out = element_view(params_, p.offset, p.numel()), .inp = master});
+  } else {
+    backend_.upload(element_view(params_, p.offset, p.numel()), values.data());
+  }
 }
 
 ModelMemory GPT2::memory() const {
-  return {.parameters = params_.view().nbytes(),
+  return {.parameters = params_.view().nbytes() + (mixed_precision() ? master_.view().nbytes() : 0),
           .gradients = grads_.view().nbytes(),
           .activations = activations_.view().nbytes() + tokens_.view().nbytes() + targets_.view().nbytes() +
                          positions_.view().nbytes(),

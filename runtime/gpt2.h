@@ -5,6 +5,12 @@
 // constructor for the largest batch (max_batch x max_seq tokens); forward and backward allocate
 // nothing. Parameters carry Hugging Face GPT-2 names and shapes (see runtime/gpt2_params.h).
 //
+// Precision: the compute dtype is F32 (the CPU, and the GPU's fp32 mode for tests) or BF16 (mixed
+// precision, as llm.c): parameters, gradients, activations, logits and the KV cache are BF16, every
+// op accumulates in fp32, the statistics (LayerNorm mean/rstd, attention lse, losses) are F32, and an
+// F32 master copy of the parameters is what the optimizer updates and what read_parameter /
+// write_parameter (and so checkpoints) see; the BF16 parameters are always bf16(master).
+//
 // A training micro-step:   loss = model.forward(tokens, targets, B, T); model.backward();
 // Gradients accumulate (+=) across backward() calls until zero_grad(). For the gradient of the mean
 // loss over all targets of k micro-batches, give micro-batch i loss_scale = counted_i / sum(counted)
@@ -31,12 +37,17 @@ struct ModelMemory {
   size_t total() const { return parameters + gradients + activations + kv_cache; }
 };
 
+struct GPT2Options {
+  DType compute = DType::F32;  // F32 or BF16 (mixed precision; the backend must support it: CUDA does)
+  Recompute recompute = Recompute::None;  // see runtime/gpt2_activations.h
+};
+
 class GPT2 {
  public:
   static constexpr float kLayerNormEps = 1e-5f;
 
   // Parameters start at zero: call initialize(seed) or write_parameter(...) for every tensor.
-  GPT2(Backend& backend, const GPT2Shape& shape, int max_batch, int max_seq);
+  GPT2(Backend& backend, const GPT2Shape& shape, int max_batch, int max_seq, const GPT2Options& options = {});
   GPT2(const GPT2&) = delete;
   GPT2& operator=(const GPT2&) = delete;
 
@@ -83,7 +94,8 @@ class GPT2 {
   int kv_cache_batch() const { return kv_batch_; }
   int kv_cache_capacity() const { return kv_capacity_; }
 
-  // Logits of the last forward, [B*T, padded_vocab]; columns >= vocab are padding (zero).
+  // Logits of the last forward, [B*T, padded_vocab] in the compute dtype; columns >= vocab are
+  // padding (zero).
   // Valid until backward() or the next forward.
   Tensor logits() const;
   // The real-vocabulary logits of rows [first_row, first_row + rows) of the last forward, on the host,
@@ -94,17 +106,22 @@ class GPT2 {
   int64_t counted_targets() const { return counted_targets_; }  // of the last forward
 
   // Parameters by Hugging Face name, host float vectors in HF shape (wte: [vocab, C], no padding).
+  // In mixed precision these read and write the F32 master copy (writes also refresh the BF16 one).
   const std::vector<ParamInfo>& parameters() const { return layout_.table; }
   const ParamInfo& parameter(const std::string& name) const;  // throws inkstone::Error if unknown
   std::vector<float> read_parameter(const std::string& name) const;
   void write_parameter(const std::string& name, std::span<const float> values);
   std::vector<float> read_gradient(const std::string& name) const;
 
-  // Whole buffers and per-tensor views (param.allocated floats, padding included) for optimizers.
+  // Whole buffers and per-tensor views (param.allocated elements, padding included) for optimizers,
+  // in the compute dtype; master_view is the F32 master copy (undefined when computing in F32).
   Tensor parameter_buffer() const { return params_.view(); }
   Tensor gradient_buffer() const { return grads_.view(); }
   Tensor parameter_view(const ParamInfo& param) const;
   Tensor gradient_view(const ParamInfo& param) const;
+  Tensor master_view(const ParamInfo& param) const;
+  DType compute_dtype() const { return compute_; }
+  bool mixed_precision() const { return compute_ != DType::F32; }
 
   const GPT2Shape& shape() const { return shape_; }
   int max_batch() const { return max_batch_; }
@@ -133,20 +150,28 @@ class GPT2 {
   // Layer `layer`'s keys (part 0) or values (part 1) for cache rows [first_row, first_row + B).
   Tensor kv_cache_view(int layer, int part, int first_row, int B) const;
   void block_backward(int layer, Tensor residual_in, Tensor d_residual, const Batch& batch);
+  void recompute_layernorm(int layer, int which, int64_t N, Tensor residual_in = {});
   void check_batch(int B, int T) const;
   enum class DropoutSite { Embedding, Attention, Mlp };
   // Applies the last forward's dropout to `t` in place (a no-op when p = 0).
   void apply_dropout(Tensor out, Tensor inp, int layer, DropoutSite site);
-  float* act(int64_t offset) const { return activations_.view().as<float>() + offset; }
-  Tensor rows(int64_t offset, int64_t n, int64_t cols) const;  // [n, cols] at a float offset
-  Tensor flat(int64_t offset, int64_t n) const;                // [n]
+  void* act(int64_t byte_offset) const { return static_cast<char*>(activations_.view().data) + byte_offset; }
+  Tensor rows(int64_t offset, int64_t n, int64_t cols) const;  // [n, cols] of the compute dtype
+  Tensor stats(int64_t offset, int64_t n) const;               // [n] F32 statistics
+  // The elements [offset, offset + n) of a parameter-layout buffer of the compute dtype.
+  Tensor element_view(const DeviceTensor& buffer, int64_t offset, int64_t n) const;
+  // Host floats from a device tensor of the compute dtype (widened from BF16 through `staging`).
+  void download_floats(float* host, Tensor src) const;
 
   Backend& backend_;
   GPT2Shape shape_;
   int max_batch_, max_seq_;
+  DType compute_;
+  Recompute recompute_;
   ParameterLayout layout_;
   ActivationOffsets acts_;
   DeviceTensor params_, grads_, activations_, tokens_, targets_;
+  DeviceTensor master_;     // F32 parameters in mixed precision; empty otherwise
   DeviceTensor kv_cache_;   // [n_layer][2 (k, v)][kv_batch_][n_head][kv_capacity_][head_dim]
   DeviceTensor positions_;  // I32 [max_batch * max_seq]: start positions of forward_cached
   int kv_batch_ = 0, kv_capacity_ = 0;
@@ -160,8 +185,9 @@ class GPT2 {
   uint64_t dropout_seed_ = 0;
   float forward_dropout_p_ = 0.0f;  // what the last forward used, for its backward
   uint64_t forward_dropout_seed_ = 0;
-  std::vector<float> host_losses_;     // staging, sized once
-  std::vector<int32_t> host_targets_;  // staging for device targets, sized once
+  std::vector<float> host_losses_;           // staging, sized once
+  std::vector<int32_t> host_targets_;        // staging for device targets, sized once
+  mutable std::vector<uint16_t> host_bf16_;  // staging for BF16 downloads (grows to the largest read)
 };
 
 }  // namespace inkstone

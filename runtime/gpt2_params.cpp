@@ -11,8 +11,8 @@
 namespace inkstone {
 namespace {
 
-// Every tensor starts on a 64-byte boundary so vectorised kernels (AVX-512, 16-byte CUDA loads)
-// see aligned rows whatever the shape.
+// Every tensor starts on a 16-element boundary (64 bytes in F32, 32 in BF16) so vectorised kernels
+// (AVX-512, 16-byte CUDA loads, cuBLASLt) see aligned rows whatever the shape.
 constexpr int64_t kAlignFloats = 16;
 
 int64_t align_up(int64_t n) {
@@ -52,8 +52,8 @@ GPT2Weights visit_parameters(const GPT2Shape& s, Add&& add) {
 
 // A view with the HF shape, except that the first dimension has `rows` entries (wte's padding);
 // 1-D tensors pass rows = 1.
-Tensor view_of(float* base, const ParamInfo& p, int64_t rows) {
-  Tensor t(base + p.offset, DType::F32, {});
+Tensor view_of(void* base, DType dtype, const ParamInfo& p, int64_t rows) {
+  Tensor t(static_cast<char*>(base) + p.offset * static_cast<int64_t>(dtype_size(dtype)), dtype, {});
   t.ndim = static_cast<int>(p.shape.size());
   for (int i = 0; i < t.ndim; ++i) t.shape[i] = p.shape[i];
   if (t.ndim == 2) t.shape[0] = rows;
@@ -75,22 +75,23 @@ int64_t ParamInfo::numel() const {
 ParameterLayout gpt2_parameter_layout(const GPT2Shape& shape) {
   ParameterLayout layout;
   visit_parameters(shape, [&](std::string name, std::vector<int64_t> hf_shape, int64_t rows) {
-    ParamInfo p{std::move(name), std::move(hf_shape), layout.total_floats, 0};
+    ParamInfo p{std::move(name), std::move(hf_shape), layout.total_elements, 0};
     p.allocated = p.shape.size() == 2 ? rows * p.shape[1] : p.shape[0];
-    layout.total_floats += align_up(p.allocated);
+    layout.total_elements += align_up(p.allocated);
     layout.table.push_back(std::move(p));
     return Tensor{};
   });
   return layout;
 }
 
-GPT2Weights gpt2_weight_views(const GPT2Shape& shape, const ParameterLayout& layout, float* base) {
+GPT2Weights gpt2_weight_views(const GPT2Shape& shape, const ParameterLayout& layout, void* base,
+                              DType dtype) {
   size_t next = 0;
   return visit_parameters(shape, [&](const std::string& name, const std::vector<int64_t>&, int64_t rows) {
     const ParamInfo& p = layout.table.at(next++);
     assert(p.name == name);
     (void)name;
-    return view_of(base, p, rows);
+    return view_of(base, dtype, p, rows);
   });
 }
 

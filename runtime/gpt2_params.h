@@ -21,8 +21,8 @@ class Rng;
 struct ParamInfo {
   std::string name;            // Hugging Face GPT-2 name, e.g. "h.3.attn.c_attn.weight"
   std::vector<int64_t> shape;  // as Hugging Face stores it (Conv1D weights are [in, out])
-  int64_t offset = 0;          // index of the first float in the buffer
-  int64_t allocated = 0;       // floats reserved: numel(), except wte which holds padded_vocab rows
+  int64_t offset = 0;          // index of the first element in the buffer
+  int64_t allocated = 0;       // elements reserved: numel(), except wte which holds padded_vocab rows
 
   int64_t numel() const;
   bool is_matrix() const { return shape.size() == 2; }  // the tensors AdamW decays
@@ -46,13 +46,14 @@ struct GPT2Weights {
 
 struct ParameterLayout {
   std::vector<ParamInfo> table;  // in Hugging Face order: wte, wpe, h.0 ... h.{L-1}, ln_f
-  int64_t total_floats = 0;      // buffer size, alignment gaps included (they stay zero)
+  int64_t total_elements = 0;    // buffer size, alignment gaps included (they stay zero)
 };
 
 ParameterLayout gpt2_parameter_layout(const GPT2Shape& shape);
 
-// Views of every tensor of `layout` inside the buffer starting at `base` (parameters or gradients).
-GPT2Weights gpt2_weight_views(const GPT2Shape& shape, const ParameterLayout& layout, float* base);
+// Views of every tensor of `layout` inside the buffer starting at `base` (parameters or gradients),
+// whose elements are `dtype` (layout offsets count elements, whatever their size).
+GPT2Weights gpt2_weight_views(const GPT2Shape& shape, const ParameterLayout& layout, void* base, DType dtype);
 
 // GPT-2 initialisation of one tensor into `out` (param.allocated floats): weights N(0, 0.02),
 // residual projections (attn.c_proj, mlp.c_proj) N(0, 0.02 / sqrt(2 n_layer)), biases 0,

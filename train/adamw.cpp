@@ -31,7 +31,7 @@ float AdamWOptimizer::step(float lr) {
                           .grads = model_.gradient_view(p),
                           .m = m,
                           .v = v,
-                          .master = {},  // fp32 parameters: no separate master copy
+                          .master = model_.master_view(p),  // undefined when computing in fp32
                           .lr = lr,
                           .beta1 = config_.beta1,
                           .beta2 = config_.beta2,

@@ -1,7 +1,8 @@
 // AdamW over a GPT2's parameter buffer, with global-norm gradient clipping.
 //
 // State: fp32 first and second moments (m, v), one device buffer each, with the parameter buffer's
-// layout (so checkpoints can name them per tensor), and the step counter.
+// layout (so checkpoints can name them per tensor), and the step counter. In mixed precision the
+// update runs on the model's fp32 master copy (GPT2::master_view) and refreshes its BF16 parameters.
 // Weight decay applies to the 2-D tensors only (every matrix, wte and wpe included) and never to
 // biases or LayerNorm parameters, as in nanoGPT and GPT-2 reproductions.
 #pragma once

@@ -13,6 +13,9 @@
 #include <vector>
 
 #include "runtime/backend.h"
+#if INKSTONE_HAVE_CUDA
+#include "kernels/cuda/device.h"
+#endif
 #include "runtime/data_loader.h"
 #include "runtime/durable_file.h"
 #include "runtime/error.h"
@@ -88,6 +91,9 @@ class Trainer {
  private:
   void setup();
   void build_model_and_data();  // the model, optimizer and loaders, restored from the resume checkpoint
+  DType resolve_precision() const;
+  std::optional<double> mfu(double tokens_per_s) const;
+  void check_fits_on_gpu() const;
   void train_step();
   std::optional<double> validation_loss();
   void evaluate();
@@ -101,8 +107,9 @@ class Trainer {
   const TrainConfig& t_ = config_.train;
   TrainHooks hooks_;
   RunData data_;
-  RunDirectory run_directory_;  // holds the output folder's lock for the whole run
-  std::string device_line_;     // the backend chosen, and why (device: auto)
+  RunDirectory run_directory_;        // holds the output folder's lock for the whole run
+  std::string device_line_;           // the backend chosen, and why (device: auto)
+  DType compute_dtype_ = DType::F32;  // config precision resolved against the backend
   GPT2Shape shape_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<GPT2> model_;
@@ -121,10 +128,67 @@ class Trainer {
   std::vector<int64_t> counted_;           // [grad_accum]: counted targets per micro-batch
 };
 
+Recompute recompute_of(const TrainConfig& t) {
+  if (t.recompute == "gelu+layernorm") return Recompute::GeluAndLayerNorm;
+  return t.recompute == "gelu" ? Recompute::Gelu : Recompute::None;
+}
+
+#if INKSTONE_HAVE_CUDA
+// The device memory this run will take, from the model's own layout (so precision and recompute
+// count), against what the GPU has free: a refusal before the first allocation, naming the sizes
+// and what to change, instead of an out-of-memory error halfway through the setup.
+void Trainer::check_fits_on_gpu() const {
+  const double GiB = double(1 << 30);
+  const int64_t rows = int64_t{t_.micro_batch} * t_.seq_len;
+  const int64_t elements = gpt2_parameter_layout(shape_).total_elements;
+  const auto element = static_cast<int64_t>(dtype_size(compute_dtype_));
+  const bool mixed = compute_dtype_ != DType::F32;
+  // Parameters and gradients in the compute dtype, an fp32 master copy when mixed, AdamW's m and v.
+  const int64_t state = elements * (2 * element + (mixed ? 4 : 0) + 8);
+  const int64_t activations =
+      gpt2_activation_offsets(shape_, rows, compute_dtype_, recompute_of(t_)).total_bytes + 3 * 4 * rows;
+  const int64_t workspace = int64_t{96} << 20;  // cuBLASLt's workspace and the kernels' scratch, about
+  size_t free_bytes = 0, total_bytes = 0;
+  cuda::memory_info(&free_bytes, &total_bytes);
+  const int64_t needed = state + activations + workspace;
+  if (needed <= static_cast<int64_t>(free_bytes)) return;
+  fail(
+      "{}: training needs about {:.1f} GiB on the GPU ({:.1f} GiB of parameters, gradients and AdamW state; "
+      "{:.1f} GiB of activations at micro_batch {} x seq_len {} in {}, recompute {}), but {:.1f} GiB of "
+      "{:.1f} "
+      "are free; lower train.micro_batch (raise train.grad_accum to keep the batch size){}, or use a smaller "
+      "model",
+      config_.source, double(needed) / GiB, double(state) / GiB, double(activations) / GiB, t_.micro_batch,
+      t_.seq_len, mixed ? "bf16" : "fp32", t_.recompute, double(free_bytes) / GiB, double(total_bytes) / GiB,
+      t_.recompute == "gelu+layernorm" ? "" : ", set train.recompute: gelu+layernorm");
+}
+#endif
+
+// Model FLOPs utilisation: llm.c's 6 N + 6 L C T FLOPs per token (forward and backward, causal
+// attention included) over the device's datasheet peak; unknown on the CPU and in fp32 mode.
+std::optional<double> Trainer::mfu(double tokens_per_s) const {
+  const double peak = backend_->peak_flops(compute_dtype_);
+  if (peak <= 0) return std::nullopt;
+  const double flops_per_token = 6.0 * static_cast<double>(shape_.num_parameters()) +
+                                 6.0 * shape_.n_layer * shape_.n_embd * static_cast<double>(t_.seq_len);
+  return tokens_per_s * flops_per_token / peak;
+}
+
+DType Trainer::resolve_precision() const {
+  const bool gpu = backend_->kind() == DeviceKind::CUDA;
+  const std::string& p = config_.precision;
+  if (p == "fp32" || (p == "auto" && !gpu)) return DType::F32;
+  if (!gpu)
+    fail("{}: precision: bf16 needs a GPU (the CPU backend computes in fp32); use precision: fp32 or auto",
+         config_.source);
+  return DType::BF16;
+}
+
 void Trainer::build_model_and_data() {
   const std::optional<fs::path>& resume_from = run_directory_.resume_from;
 
-  model_ = std::make_unique<GPT2>(*backend_, shape_, t_.micro_batch, t_.seq_len);
+  model_ = std::make_unique<GPT2>(*backend_, shape_, t_.micro_batch, t_.seq_len,
+                                  GPT2Options{.compute = compute_dtype_, .recompute = recompute_of(t_)});
   optimizer_ = std::make_unique<AdamWOptimizer>(
       *model_, AdamWConfig{.beta1 = static_cast<float>(t_.beta1),
                            .beta2 = static_cast<float>(t_.beta2),
@@ -156,10 +220,14 @@ void Trainer::setup() {
          config_.source, t_.seq_len, shape_.context);
   }
   backend_ = make_backend(config_.device, &device_line_);  // with `auto`, it says what it chose and why
+  compute_dtype_ = resolve_precision();
   if (backend_->kind() == DeviceKind::CPU) {
     const int64_t ram = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
     check_fits_in_memory(config_.model.preset, shape_, t_, ram, /*on_gpu=*/false);
   }
+#if INKSTONE_HAVE_CUDA
+  if (backend_->kind() == DeviceKind::CUDA) check_fits_on_gpu();
+#endif
   run_directory_ = open_run_directory(config_, shape_, data_.tokenizer_sha256);
   try {
     build_model_and_data();
@@ -183,9 +251,10 @@ void Trainer::setup() {
                                          static_cast<int>(std::max<int64_t>(1, total_steps_ / 50)));
 
   const int64_t tokens_per_step = int64_t{t_.micro_batch} * t_.seq_len * t_.grad_accum;
-  progress_->message(fmt::format("model: {} ({}), {:.2f}M parameters; device: {}", config_.model.preset,
-                                 describe_shape(shape_), static_cast<double>(shape_.num_parameters()) / 1e6,
-                                 device_line_));
+  progress_->message(fmt::format("model: {} ({}), {:.2f}M parameters; device: {}; precision: {}",
+                                 config_.model.preset, describe_shape(shape_),
+                                 static_cast<double>(shape_.num_parameters()) / 1e6, device_line_,
+                                 compute_dtype_ == DType::BF16 ? "bf16 (fp32 master weights)" : "fp32"));
   progress_->message(fmt::format(
       "data: {} training tokens, {} validation tokens; {} x {} x {} = {} tokens per step; {} steps ({:.1f} "
       "epochs)",
@@ -277,7 +346,7 @@ void Trainer::train_step() {
                   .tokens_per_s = tokens_per_s,
                   .elapsed_s = elapsed,
                   .skipped = bad,
-                  .mfu = std::nullopt,  // needs a known peak: GPU backends report it
+                  .mfu = mfu(tokens_per_s),
                   .memory_bytes = static_cast<int64_t>(mem.total() + optimizer_->memory_bytes())});
   progress_->step(StepReport{.step = state_.step,
                              .total_steps = total_steps_,

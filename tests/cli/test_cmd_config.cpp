@@ -109,7 +109,8 @@ TEST_F(ConfigCommand, UnknownKey) {
       run_on("train:\n  micro_batch: 4\n  learning_rate: 1e-3\n"),
       "bad.yaml:3: train.learning_rate: unknown key; train takes micro_batch, seq_len, grad_accum, "
       "max_steps, max_tokens, lr, min_lr_ratio, warmup_steps, schedule, weight_decay, beta1, beta2, eps, "
-      "grad_clip, dropout, seed, eval_interval, eval_steps, checkpoint_interval, keep_last, resume, "
+      "grad_clip, dropout, recompute, seed, eval_interval, eval_steps, checkpoint_interval, keep_last, "
+      "resume, "
       "max_bad_steps "
       "(configs/example.yaml documents each)");
 }

@@ -373,7 +373,7 @@ TEST(ConfigErrors, TheFileItself) {
   EXPECT_CONTAINS(parse_error("# nothing but comments\n\n"), "configs/x.yaml:1: the config is empty");
   EXPECT_CONTAINS(parse_error("- a\n- b\n"),
                   "configs/x.yaml:1: the top level must be a mapping of keys (model, data, train, device, "
-                  "output_dir), got a list");
+                  "precision, output_dir), got a list");
   EXPECT_CONTAINS(parse_error("just text\n"), "the top level must be a mapping of keys");
   EXPECT_CONTAINS(parse_error("train:\n  lr: 1e-3\n  seq_len: [64\n"), "configs/x.yaml:");
   EXPECT_CONTAINS(parse_error("train:\n  lr: 1e-3\n seq_len: 2\n"), "configs/x.yaml:3: YAML syntax error");
@@ -483,6 +483,7 @@ const std::vector<std::string> kAllKeys = {
     "train.eps",
     "train.grad_clip",
     "train.dropout",
+    "train.recompute",
     "train.seed",
     "train.eval_interval",
     "train.eval_steps",
@@ -491,6 +492,7 @@ const std::vector<std::string> kAllKeys = {
     "train.resume",
     "train.max_bad_steps",
     "device",
+    "precision",
     "output_dir",
 };
 

@@ -5,6 +5,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -14,6 +17,13 @@
 
 namespace inkstone::testing {
 namespace fs = std::filesystem;
+
+// A build carried to another machine (scripts/gpu_check.sh --prebuilt) runs its tests from another
+// folder: the environment there says where the CLI and the sources are.
+std::string cli_path() {
+  const char* moved = std::getenv("INKSTONE_CLI");
+  return moved && *moved ? moved : INKSTONE_CLI;
+}
 
 TempDir::TempDir() {
   std::string pattern = (fs::temp_directory_path() / "inkstone-test-XXXXXX").string();
@@ -39,7 +49,7 @@ CliProcess::CliProcess(const std::vector<std::string>& args, const fs::path& cwd
     dup2(in, 0);
     if (!cwd.empty() && chdir(cwd.c_str()) != 0) _exit(127);
     std::vector<char*> argv;
-    std::string exe = INKSTONE_CLI;
+    std::string exe = cli_path();
     argv.push_back(exe.data());
     std::vector<std::string> copy = args;
     for (auto& a : copy) argv.push_back(a.data());
@@ -76,7 +86,8 @@ CommandResult run_cli(const std::vector<std::string>& args, const fs::path& cwd)
 }
 
 fs::path source_dir() {
-  return fs::path(INKSTONE_SOURCE_DIR);
+  const char* moved = std::getenv("INKSTONE_SOURCE_DIR");
+  return fs::path(moved && *moved ? moved : INKSTONE_SOURCE_DIR);
 }
 
 fs::path shared_dir() {
@@ -112,6 +123,27 @@ std::vector<float> random_floats(size_t n, uint64_t seed, float scale) {
   std::vector<float> v(n);
   for (auto& x : v) x = dist(rng);
   return v;
+}
+
+std::vector<int32_t> random_tokens(size_t n, int vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int32_t> dist(0, vocab - 1);
+  std::vector<int32_t> tokens(n);
+  for (auto& t : tokens) t = dist(rng);
+  return tokens;
+}
+
+double rms(const std::vector<float>& x) {
+  double s = 0;
+  for (float v : x) s += double{v} * v;
+  return std::sqrt(s / static_cast<double>(std::max<size_t>(1, x.size())));
+}
+
+double rms_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) throw std::invalid_argument("rms_diff: sizes differ");
+  double s = 0;
+  for (size_t i = 0; i < a.size(); ++i) s += (double{a[i]} - b[i]) * (double{a[i]} - b[i]);
+  return std::sqrt(s / static_cast<double>(std::max<size_t>(1, a.size())));
 }
 
 }  // namespace inkstone::testing

@@ -61,5 +61,11 @@ std::string error_of(const std::function<void()>& f);
 
 // Uniform in [-scale, scale), deterministic for a seed.
 std::vector<float> random_floats(size_t n, uint64_t seed, float scale = 1.0f);
+// Token ids uniform in [0, vocab), deterministic for a seed.
+std::vector<int32_t> random_tokens(size_t n, int vocab, uint64_t seed);
+
+// Root mean square of x, and of a - b (same sizes): the scale of a tensor and of an error.
+double rms(const std::vector<float>& x);
+double rms_diff(const std::vector<float>& a, const std::vector<float>& b);
 
 }  // namespace inkstone::testing

@@ -145,3 +145,29 @@ TEST(Trainer, GradientAccumulationMatchesOneLargeBatch) {
 
 }  // namespace
 }  // namespace inkstone::testing
+
+namespace inkstone::testing {
+namespace {
+
+TEST(Trainer, Bf16OnTheCpuIsAClearErrorBeforeAnythingIsWritten) {
+  TempDir tmp;
+  const TinyRun run = make_tiny_run(tmp.path());
+  const RunConfig config = config_of(run, {"device=cpu", "precision=bf16"});
+  const std::string error = error_of([&] { train_model(config); });
+  EXPECT_NE(error.find("precision: bf16 needs a GPU"), std::string::npos) << error;
+  EXPECT_NE(error.find("precision: fp32 or auto"), std::string::npos) << error;
+  EXPECT_FALSE(std::filesystem::exists(run.output_dir));
+}
+
+TEST(Trainer, RecomputeTrainsTheSameWeights) {
+  TempDir tmp;
+  const TinyRun run = make_tiny_run(tmp.path());
+  train_model(config_of(run, {"train.max_steps=4", "train.dropout=0.1"}));
+  const auto kept = weights_of(run.output_dir / "step_00000004");
+  train_model(config_of(run, {"train.max_steps=4", "train.dropout=0.1", "train.recompute=gelu+layernorm",
+                              "output_dir=" + (tmp / "recomputed").string()}));
+  EXPECT_EQ(weights_of(tmp / "recomputed" / "step_00000004"), kept);
+}
+
+}  // namespace
+}  // namespace inkstone::testing
