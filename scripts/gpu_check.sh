@@ -26,6 +26,10 @@ while [[ $# -gt 0 ]]; do
 done
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
+# $out receives five files (the log, three JSON results, the table): the device tool brings back at
+# most eight. Everything else (the unpacked build, each test's full log) goes to a scratch folder.
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
 log="$out/gpu_check.log"
 : >"$log"
 say() { echo "== $*" | tee -a "$log"; }
@@ -39,8 +43,8 @@ with_libs() {
 if [[ -n $prebuilt ]]; then
   [[ -f $prebuilt/inkstone-gpu.tar.xz ]] ||
     { echo "gpu_check.sh: $prebuilt/inkstone-gpu.tar.xz not found; make it with scripts/gpu_pack.sh" >&2; exit 2; }
-  root="$out/prebuilt"
-  rm -rf "$root" && mkdir -p "$root"
+  root="$work/prebuilt"
+  mkdir -p "$root"
   tar -C "$root" -xJf "$prebuilt/inkstone-gpu.tar.xz"
   bin="$root/bin"
   libs="$root/lib"
@@ -72,20 +76,21 @@ fi
 export INKSTONE_CLI="$bin/inkstone" INKSTONE_SOURCE_DIR="$PWD"
 
 say "device"
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee -a "$log"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>&1 | tee -a "$log" || true
 
 say "GPU tests"
 passed=0 failed=0 failures=()
 for t in "${tests[@]}"; do
   [[ -f $t && -x $t ]] || continue  # gtest_discover_tests leaves .cmake files beside the binaries
   name=$(basename "$t")
-  if with_libs timeout 240 "$t" --gtest_brief=1 >"$out/$name.log" 2>&1; then
+  if with_libs timeout 240 "$t" --gtest_brief=1 >"$work/$name.log" 2>&1; then
     passed=$((passed + 1))
+    tail -n 2 "$work/$name.log" | sed "s/^/[$name] /" | tee -a "$log"
   else
     failed=$((failed + 1))
     failures+=("$name")
+    tail -n 120 "$work/$name.log" | sed "s/^/[$name] /" | tee -a "$log"
   fi
-  tail -n 3 "$out/$name.log" | sed "s/^/[$name] /" | tee -a "$log"
 done
 say "GPU tests: $passed executables passed, $failed failed${failures:+: ${failures[*]}}"
 
