@@ -5,9 +5,9 @@
 //
 // Ceilings: a device-to-device copy of 1 GiB (read + write bytes) for memory-bound ops, a BF16 GEMM of
 // 8192^3 (kernels/cuda/matmul_bf16.h) for compute-bound ones. Every figure is the median of `repeats`
-// launches timed alone with CUDA events; before each, a 256 MiB memset evicts the 50 MB L2, so no
-// launch finds its inputs cached by the previous one. Bytes are an op's compulsory traffic (inputs
-// read once, outputs written once, accumulated gradients read and written); FLOPs count 2 per
+// launches timed alone with CUDA events; before each, a 256 MiB memset evicts the L2 (50 MB on an H100, 60 on
+// an H200), so no launch finds its inputs cached by the previous one. Bytes are an op's compulsory traffic
+// (inputs read once, outputs written once, accumulated gradients read and written); FLOPs count 2 per
 // multiply-add, causal attention only its unmasked half. bench/cuda_reference.py times the same cases
 // in PyTorch; bench/gpu_report.py joins both JSON files into one table.
 #include <cuda_runtime.h>
