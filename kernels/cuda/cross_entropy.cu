@@ -110,13 +110,9 @@ void launch(const CrossEntropy& p, int64_t rows, int Vp) {
                               p.vocab_size,
                               p.dloss};
   constexpr int kVec = kVec16<T>;
-  const bool vectorised = (int64_t{Vp} * static_cast<int64_t>(sizeof(T))) % 16 == 0 &&
-                          reinterpret_cast<uintptr_t>(p.logits.data) % 16 == 0 &&
-                          reinterpret_cast<uintptr_t>(p.dlogits.data) % 16 == 0;  // nullptr: 0
-  const int vectors = vectorised ? Vp / kVec : Vp;
-  // Enough threads for kUnroll vectors each, a whole number of warps, at most kMaxThreads.
-  const int threads =
-      static_cast<int>(std::clamp<int64_t>((vectors / kUnroll + 31) / 32 * 32, 32, kMaxThreads));
+  const bool vectorised =
+      rows_vectorisable(int64_t{Vp} * static_cast<int64_t>(sizeof(T)), p.logits.data, p.dlogits.data);
+  const int threads = row_threads(vectorised ? Vp / kVec : Vp, kUnroll, kMaxThreads);
   const dim3 grid(static_cast<unsigned>(rows));
   if (vectorised) {
     cross_entropy_kernel<T, kVec><<<grid, threads, 0, current_stream()>>>(a);

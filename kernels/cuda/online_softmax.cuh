@@ -11,6 +11,7 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -155,6 +156,17 @@ __device__ __forceinline__ MaxSum block_combine(MaxSum v, MaxSum* shared) {
   if (lane == 0) shared[warp] = v;
   __syncthreads();
   return warp_combine(lane < warps ? shared[lane] : MaxSum{});
+}
+
+// Launch shape shared by the row kernels: 16-byte vectors when every row starts 16-byte aligned in
+// each buffer (a null pointer counts as aligned), and enough threads for `unroll` vectors each, a
+// whole number of warps, at most max_threads.
+inline bool rows_vectorisable(int64_t row_bytes, const void* a, const void* b) {
+  return row_bytes % 16 == 0 && reinterpret_cast<uintptr_t>(a) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(b) % 16 == 0;
+}
+inline int row_threads(int vectors, int unroll, int max_threads) {
+  return static_cast<int>(std::clamp<int64_t>((vectors / unroll + 31) / 32 * 32, 32, max_threads));
 }
 
 }  // namespace inkstone::cuda

@@ -71,13 +71,9 @@ template <class T>
 void launch(const SoftmaxForward& p, int64_t rows, int cols) {
   SoftmaxArgs<T> a{p.out.as<T>(), p.inp.as<T>(), cols, p.valid_cols};
   constexpr int kVec = kVec16<T>;
-  const bool vectorised = (int64_t{cols} * static_cast<int64_t>(sizeof(T))) % 16 == 0 &&
-                          reinterpret_cast<uintptr_t>(p.out.data) % 16 == 0 &&
-                          reinterpret_cast<uintptr_t>(p.inp.data) % 16 == 0;
-  const int vectors = vectorised ? cols / kVec : cols;
-  // Enough threads for kUnroll vectors each, a whole number of warps, at most kMaxThreads.
-  const int threads =
-      static_cast<int>(std::clamp<int64_t>((vectors / kUnroll + 31) / 32 * 32, 32, kMaxThreads));
+  const bool vectorised =
+      rows_vectorisable(int64_t{cols} * static_cast<int64_t>(sizeof(T)), p.out.data, p.inp.data);
+  const int threads = row_threads(vectorised ? cols / kVec : cols, kUnroll, kMaxThreads);
   const dim3 grid(static_cast<unsigned>(rows));
   if (vectorised) {
     softmax_kernel<T, kVec><<<grid, threads, 0, current_stream()>>>(a);
