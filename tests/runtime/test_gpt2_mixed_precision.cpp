@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
@@ -56,6 +57,16 @@ TEST_F(MixedPrecision, BuffersAreBf16WithAnF32Master) {
   EXPECT_EQ(model.memory().parameters * 2, fp32.memory().parameters * 3);
   EXPECT_EQ(model.memory().gradients * 2, fp32.memory().gradients);
   EXPECT_LT(model.memory().activations, fp32.memory().activations * 6 / 10);
+}
+
+// The test backend holds the model to the CUDA backend's rule (one float dtype per op, statistics F32),
+// so the runs below would fail here if the model mixed dtypes in any call.
+TEST_F(MixedPrecision, TheTestBackendRefusesAnOpThatMixesDtypes) {
+  std::vector<float> a(8, 1.0f);
+  std::vector<uint16_t> b(8, 0);
+  const Tensor f32(a.data(), DType::F32, {8}), bf16(b.data(), DType::BF16, {8});
+  EXPECT_THROW(bf16_->add({.out = f32, .a = f32, .b = bf16}), std::invalid_argument);
+  EXPECT_NO_THROW(bf16_->add({.out = bf16, .a = bf16, .b = bf16}));
 }
 
 TEST_F(MixedPrecision, ReadParameterIsTheMasterAndTheBf16CopyIsItsRounding) {

@@ -1,6 +1,9 @@
 #include "support/bf16_storage_backend.h"
 
+#include <initializer_list>
 #include <memory>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "kernels/cpu/cpu_ops.h"
@@ -47,6 +50,20 @@ class Widened {
   std::vector<std::unique_ptr<Entry>> entries_;
 };
 
+// The CUDA backend's rule (kernels/cuda/cuda_ops.h): every float tensor of an op has one dtype, except
+// the F32 statistics (which the CPU ops below require to be F32 anyway). Checked here so a model call
+// that mixes dtypes fails on the CPU too, not only on a GPU.
+void require_one_dtype(const char* op, std::initializer_list<Tensor> tensors) {
+  const Tensor* first = nullptr;
+  for (const Tensor& t : tensors) {
+    if (!t.defined()) continue;
+    if (!first) first = &t;
+    if (t.dtype != first->dtype)
+      throw std::invalid_argument(std::string("bf16 storage backend: ") + op + " mixes " +
+                                  dtype_name(first->dtype) + " and " + dtype_name(t.dtype) + " tensors");
+  }
+}
+
 class Bf16StorageBackend final : public Backend {
  public:
   DeviceKind kind() const override { return DeviceKind::CPU; }
@@ -60,67 +77,83 @@ class Bf16StorageBackend final : public Backend {
   void synchronize() override {}
 
   void embedding_forward(const EmbeddingForward& p) override {
+    require_one_dtype("embedding_forward", {p.out, p.wte, p.wpe});
     Widened w;
     cpu::embedding_forward({w(p.out), p.tokens, w(p.wte), w(p.wpe), p.pos_offset, p.positions});
   }
   void embedding_backward(const EmbeddingBackward& p) override {
+    require_one_dtype("embedding_backward", {p.dwte, p.dwpe, p.dout});
     Widened w;
     cpu::embedding_backward({w(p.dwte), w(p.dwpe), w(p.dout), p.tokens, p.pos_offset});
   }
   void matmul_forward(const MatmulForward& p) override {
+    require_one_dtype("matmul_forward", {p.out, p.inp, p.weight, p.bias, p.pre_gelu});
     Widened w;
     cpu::matmul_forward({w(p.out), w(p.inp), w(p.weight), w(p.bias), w(p.pre_gelu), p.layout, p.epilogue});
   }
   void matmul_backward(const MatmulBackward& p) override {
+    require_one_dtype("matmul_backward", {p.dinp, p.dweight, p.dbias, p.dout, p.inp, p.weight});
     Widened w;
     cpu::matmul_backward({w(p.dinp), w(p.dweight), w(p.dbias), w(p.dout), w(p.inp), w(p.weight), p.layout});
   }
   void layernorm_forward(const LayerNormForward& p) override {
+    require_one_dtype("layernorm_forward", {p.out, p.inp, p.weight, p.bias});
     Widened w;
     cpu::layernorm_forward({w(p.out), p.mean, p.rstd, w(p.inp), w(p.weight), w(p.bias), p.eps});
   }
   void layernorm_backward(const LayerNormBackward& p) override {
+    require_one_dtype("layernorm_backward", {p.dinp, p.dweight, p.dbias, p.dout, p.inp, p.weight});
     Widened w;
     cpu::layernorm_backward(
         {w(p.dinp), w(p.dweight), w(p.dbias), w(p.dout), w(p.inp), w(p.weight), p.mean, p.rstd});
   }
   void attention_forward(const AttentionForward& p) override {
+    require_one_dtype("attention_forward", {p.out, p.qkv});
     Widened w;
     cpu::attention_forward({w(p.out), p.lse, w(p.qkv), p.n_head});
   }
   void attention_backward(const AttentionBackward& p) override {
+    require_one_dtype("attention_backward", {p.dqkv, p.dout, p.qkv, p.out});
     Widened w;
     cpu::attention_backward({w(p.dqkv), w(p.dout), w(p.qkv), w(p.out), p.lse, p.n_head});
   }
   void attention_kv_cache(const AttentionKvCache& p) override {
+    require_one_dtype("attention_kv_cache", {p.out, p.qkv, p.k_cache, p.v_cache});
     Widened w;
     cpu::attention_kv_cache({w(p.out), w(p.qkv), w(p.k_cache), w(p.v_cache), p.start, p.n_head});
   }
   void softmax_forward(const SoftmaxForward& p) override {
+    require_one_dtype("softmax_forward", {p.out, p.inp});
     Widened w;
     cpu::softmax_forward({w(p.out), w(p.inp), p.valid_cols});
   }
   void cross_entropy(const CrossEntropy& p) override {
+    require_one_dtype("cross_entropy", {p.dlogits, p.logits});
     Widened w;
     cpu::cross_entropy({p.losses, w(p.dlogits), w(p.logits), p.targets, p.vocab_size, p.dloss});
   }
   void gelu_forward(const GeluForward& p) override {
+    require_one_dtype("gelu_forward", {p.out, p.inp});
     Widened w;
     cpu::gelu_forward({w(p.out), w(p.inp)});
   }
   void gelu_backward(const GeluBackward& p) override {
+    require_one_dtype("gelu_backward", {p.dinp, p.inp, p.dout});
     Widened w;
     cpu::gelu_backward({w(p.dinp), w(p.inp), w(p.dout)});
   }
   void add(const Add& p) override {
+    require_one_dtype("add", {p.out, p.a, p.b});
     Widened w;
     cpu::add({w(p.out), w(p.a), w(p.b)});
   }
   void dropout(const Dropout& p) override {
+    require_one_dtype("dropout", {p.out, p.inp});
     Widened w;
     cpu::dropout({w(p.out), w(p.inp), p.p, p.seed});
   }
   void adamw_update(const AdamW& p) override {
+    require_one_dtype("adamw_update", {p.params, p.grads});
     Widened w;
     AdamW q = p;
     q.params = w(p.params);
