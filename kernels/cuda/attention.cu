@@ -83,6 +83,33 @@ struct Params {
   bool vec;     // hd % 4 == 0 and every pointer aligned to 4 elements: vector loads and stores
 };
 
+// One (batch b, head h)'s rows inside the packed tensors: q, k, v of qkv (row stride ld = 3C), dout
+// (row stride C), and its lse and delta rows [T].
+template <class Elem>
+struct HeadView {
+  const Elem *q, *k, *v, *dout;
+  const float *lse, *delta;
+  int64_t ld;
+  int64_t offset;  // of q in qkv, and of dq in dqkv (same layout)
+};
+
+template <class Elem>
+__device__ __forceinline__ HeadView<Elem> head_view(const Params& p, int b, int h) {
+  HeadView<Elem> view;
+  view.ld = 3 * int64_t{p.C};
+  view.offset = int64_t{b} * p.T * view.ld + int64_t{h} * p.hd;
+  view.q = static_cast<const Elem*>(p.qkv) + view.offset;
+  view.k = view.q + p.C;
+  view.v = view.q + 2 * int64_t{p.C};
+  const int64_t row = (int64_t{b} * p.NH + h) * p.T;
+  view.lse = p.lse + row;
+  // The forward pass has no dout and no delta.
+  view.dout =
+      p.dout ? static_cast<const Elem*>(p.dout) + int64_t{b} * p.T * p.C + int64_t{h} * p.hd : nullptr;
+  view.delta = p.delta ? p.delta + row : nullptr;
+  return view;
+}
+
 // ---- Loads and stores of N (4 or 2) consecutive elements, widened to / rounded from fp32 -----------
 
 struct alignas(8) Bf16x4 {
@@ -291,10 +318,9 @@ __global__ void __launch_bounds__(kThreads) attention_forward_kernel(const Param
   const int b = blockIdx.x / p.NH, h = blockIdx.x % p.NH;
   const int q0 = (gridDim.y - 1 - blockIdx.y) * BM;
   const int T = p.T, hd = p.hd, hd4 = (hd + 3) & ~3;
-  const int64_t ld = 3 * int64_t{p.C};
-  const Elem* q = static_cast<const Elem*>(p.qkv) + int64_t{b} * T * ld + int64_t{h} * hd;
-  const Elem* k = q + p.C;
-  const Elem* v = q + 2 * int64_t{p.C};
+  const HeadView<Elem> head = head_view<Elem>(p, b, h);
+  const int64_t ld = head.ld;
+  const Elem *q = head.q, *k = head.k, *v = head.v;
 
   load_tile<D, BM>(sq, q + q0 * ld, ld, min(BM, T - q0), hd, p.vec);
   float o[R][Tl::kOutCols];
@@ -440,14 +466,10 @@ __global__ void __launch_bounds__(kThreads, 2) attention_backward_dkdv_kernel(co
   const int b = blockIdx.x / p.NH, h = blockIdx.x % p.NH;
   const int k0 = blockIdx.y * BM;
   const int T = p.T, hd = p.hd, hd4 = (hd + 3) & ~3;
-  const int64_t ld = 3 * int64_t{p.C};
-  const int64_t head = int64_t{b} * T * ld + int64_t{h} * hd;
-  const Elem* q = static_cast<const Elem*>(p.qkv) + head;
-  const Elem* k = q + p.C;
-  const Elem* v = q + 2 * int64_t{p.C};
-  const Elem* dout = static_cast<const Elem*>(p.dout) + int64_t{b} * T * p.C + int64_t{h} * hd;
-  const float* lse = p.lse + (int64_t{b} * p.NH + h) * T;
-  const float* delta = p.delta + (int64_t{b} * p.NH + h) * T;
+  const HeadView<Elem> head = head_view<Elem>(p, b, h);
+  const int64_t ld = head.ld;
+  const Elem *q = head.q, *k = head.k, *v = head.v, *dout = head.dout;
+  const float *lse = head.lse, *delta = head.delta;
 
   load_tile<D, BM>(sk, k + k0 * ld, ld, min(BM, T - k0), hd, p.vec);
   load_tile<D, BM>(sv, v + k0 * ld, ld, min(BM, T - k0), hd, p.vec);
@@ -489,7 +511,7 @@ __global__ void __launch_bounds__(kThreads, 2) attention_backward_dkdv_kernel(co
     __syncthreads();  // sq, sdo, sp, sds, slse, sdelta free for the next step
   }
 
-  Elem* dqkv = static_cast<Elem*>(p.dqkv) + head;
+  Elem* dqkv = static_cast<Elem*>(p.dqkv) + head.offset;
   accumulate_rows<Elem, D, R>(dqkv + p.C, ld, dk, p.scale, k0, T, hd, p.vec, ty, tx);
   accumulate_rows<Elem, D, R>(dqkv + 2 * int64_t{p.C}, ld, dv, 1.0f, k0, T, hd, p.vec, ty, tx);
 }
@@ -519,14 +541,10 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dq_kernel(const P
   const int b = blockIdx.x / p.NH, h = blockIdx.x % p.NH;
   const int q0 = (gridDim.y - 1 - blockIdx.y) * BM;
   const int T = p.T, hd = p.hd, hd4 = (hd + 3) & ~3;
-  const int64_t ld = 3 * int64_t{p.C};
-  const int64_t head = int64_t{b} * T * ld + int64_t{h} * hd;
-  const Elem* q = static_cast<const Elem*>(p.qkv) + head;
-  const Elem* k = q + p.C;
-  const Elem* v = q + 2 * int64_t{p.C};
-  const Elem* dout = static_cast<const Elem*>(p.dout) + int64_t{b} * T * p.C + int64_t{h} * hd;
-  const float* lse = p.lse + (int64_t{b} * p.NH + h) * T;
-  const float* delta = p.delta + (int64_t{b} * p.NH + h) * T;
+  const HeadView<Elem> head = head_view<Elem>(p, b, h);
+  const int64_t ld = head.ld;
+  const Elem *q = head.q, *k = head.k, *v = head.v, *dout = head.dout;
+  const float *lse = head.lse, *delta = head.delta;
 
   load_tile<D, BM>(sq, q + q0 * ld, ld, min(BM, T - q0), hd, p.vec);
   load_tile<D, BM>(sdo, dout + int64_t{q0} * p.C, p.C, min(BM, T - q0), hd, p.vec);
@@ -564,7 +582,8 @@ __global__ void __launch_bounds__(kThreads) attention_backward_dq_kernel(const P
     __syncthreads();  // sk, sv, sds free for the next step
   }
 
-  accumulate_rows<Elem, D, R>(static_cast<Elem*>(p.dqkv) + head, ld, dq, p.scale, q0, T, hd, p.vec, ty, tx);
+  accumulate_rows<Elem, D, R>(static_cast<Elem*>(p.dqkv) + head.offset, ld, dq, p.scale, q0, T, hd, p.vec, ty,
+                              tx);
 }
 
 // ---- Launchers -------------------------------------------------------------------------------------

@@ -145,30 +145,18 @@ TEST(CudaAdamW, RejectsContractViolations) {
   REQUIRE_GPU();
   GpuBuffer p_bf16(DType::BF16, {16}), g_bf16(DType::BF16, {16}), p_f32(DType::F32, {16}),
       g_f32(DType::F32, {16}), m(DType::F32, {16}), v(DType::F32, {16}), v_short(DType::F32, {15});
-  AdamW bf16_without_master = hyper(1);
-  bf16_without_master.params = p_bf16;
-  bf16_without_master.grads = g_bf16;
-  bf16_without_master.m = m;
-  bf16_without_master.v = v;
-  EXPECT_THROW(cuda::adamw_update(bf16_without_master), std::invalid_argument);
-  AdamW mixed_dtypes = hyper(1);
-  mixed_dtypes.params = p_f32;
-  mixed_dtypes.grads = g_bf16;
-  mixed_dtypes.m = m;
-  mixed_dtypes.v = v;
-  EXPECT_THROW(cuda::adamw_update(mixed_dtypes), std::invalid_argument);
-  AdamW short_v = hyper(1);
-  short_v.params = p_f32;
-  short_v.grads = g_f32;
-  short_v.m = m;
-  short_v.v = v_short;
-  EXPECT_THROW(cuda::adamw_update(short_v), std::invalid_argument);
-  AdamW step_zero = hyper(0);
-  step_zero.params = p_f32;
-  step_zero.grads = g_f32;
-  step_zero.m = m;
-  step_zero.v = v;
-  EXPECT_THROW(cuda::adamw_update(step_zero), std::invalid_argument);
+  const auto update = [&](Tensor params, Tensor grads, Tensor v_state, int step) {
+    AdamW p = hyper(step);
+    p.params = params;
+    p.grads = grads;
+    p.m = m;
+    p.v = v_state;
+    cuda::adamw_update(p);
+  };
+  EXPECT_THROW(update(p_bf16, g_bf16, v, 1), std::invalid_argument);  // bf16 params without a master
+  EXPECT_THROW(update(p_f32, g_bf16, v, 1), std::invalid_argument);   // params and grads differ in dtype
+  EXPECT_THROW(update(p_f32, g_f32, v_short, 1), std::invalid_argument);
+  EXPECT_THROW(update(p_f32, g_f32, v, 0), std::invalid_argument);  // steps are 1-based
 }
 
 }  // namespace
