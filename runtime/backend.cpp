@@ -13,7 +13,7 @@
 
 namespace inkstone {
 
-std::unique_ptr<Backend> make_backend(const std::string& device, std::string* chosen) {
+std::unique_ptr<Backend> make_backend(const std::string& device, std::string* chosen, int local_rank) {
   auto say = [&](std::string line) {
     if (chosen) *chosen = std::move(line);
   };
@@ -34,7 +34,11 @@ std::unique_ptr<Backend> make_backend(const std::string& device, std::string* ch
     return backend;
   }
   // One process per GPU: a launcher's local rank picks the device (0 when run alone).
-  auto backend = make_cuda_backend(0);
+  if (local_rank >= gpus) {
+    fail("this process is local rank {} but its node shows {} GPU{}; start at most one process per GPU",
+         local_rank, gpus, gpus == 1 ? "" : "s");
+  }
+  auto backend = make_cuda_backend(local_rank);
   if (device == "auto") {
     say(fmt::format("device auto: found {} GPU{}, using {}", gpus, gpus == 1 ? "" : "s",
                     backend->describe()));
@@ -43,6 +47,7 @@ std::unique_ptr<Backend> make_backend(const std::string& device, std::string* ch
   }
   return backend;
 #else
+  (void)local_rank;
   if (device == "cuda")
     fail(
         "device: cuda, but this inkstone was built without CUDA; rebuild with -DINKSTONE_CUDA=ON or use "

@@ -53,8 +53,10 @@ class Backend {
 
 // "cpu", "cuda" or "auto". "cuda" without a usable GPU throws with a message saying so;
 // "auto" takes the GPU when there is one and otherwise the CPU. `chosen` (if given) receives a
-// one-line description of the decision for the log.
-std::unique_ptr<Backend> make_backend(const std::string& device, std::string* chosen = nullptr);
+// one-line description of the decision for the log. One process per GPU: a data-parallel rank's
+// `local_rank` (its index among the ranks of its node) picks the GPU.
+std::unique_ptr<Backend> make_backend(const std::string& device, std::string* chosen = nullptr,
+                                      int local_rank = 0);
 
 // An owning device buffer shaped as a tensor; freed by the backend that made it.
 class DeviceTensor {

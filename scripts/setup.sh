@@ -8,7 +8,7 @@ set -euo pipefail
 
 packages=(cmake ninja-build g++ pkg-config
           libyaml-cpp-dev libgtest-dev libopenblas-dev libfmt-dev nlohmann-json3-dev libcli11-dev
-          fortunes-zh fortunes python3 python3-venv)
+          libopenmpi-dev openmpi-bin fortunes-zh fortunes python3 python3-venv)
 [[ "${1:-}" == "--bench" ]] && packages+=(python3-torch sentencepiece libpcre2-dev)
 
 missing=()

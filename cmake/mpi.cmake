@@ -1,0 +1,21 @@
+# MPI (OpenMPI from Debian: libopenmpi-dev) for multi-process CPU training and for launching GPU ranks.
+set(INKSTONE_MPI AUTO CACHE STRING "Build the MPI communicator: AUTO (when MPI is found), ON or OFF")
+set_property(CACHE INKSTONE_MPI PROPERTY STRINGS AUTO ON OFF)
+
+set(INKSTONE_HAVE_MPI OFF)
+if(INKSTONE_MPI STREQUAL "AUTO")
+  find_package(MPI COMPONENTS C QUIET)
+  set(INKSTONE_HAVE_MPI ${MPI_C_FOUND})
+elseif(INKSTONE_MPI)
+  find_package(MPI COMPONENTS C)
+  if(NOT MPI_C_FOUND)
+    message(FATAL_ERROR "inkstone: INKSTONE_MPI is ON but MPI was not found; install libopenmpi-dev "
+                        "(scripts/setup.sh does) or configure with -DINKSTONE_MPI=OFF")
+  endif()
+  set(INKSTONE_HAVE_MPI ON)
+endif()
+if(INKSTONE_HAVE_MPI)
+  message(STATUS "inkstone: MPI ${MPI_C_VERSION} (${MPI_C_LIBRARIES}), mpiexec ${MPIEXEC_EXECUTABLE}")
+elseif(INKSTONE_MPI STREQUAL "AUTO")
+  message(STATUS "inkstone: MPI not found, building without multi-process CPU training")
+endif()
