@@ -13,6 +13,7 @@ void add_plot_command(CLI::App& app);     // inkstone plot RUN_DIR
 
 void add_generate_command(CLI::App& app);  // inkstone generate CHECKPOINT --prompt TEXT
 void add_eval_command(CLI::App& app);      // inkstone eval CHECKPOINT --data FILE_OR_SHARDS
+void add_convert_command(CLI::App& app);   // inkstone convert SRC DST
 
 void add_tokenizer_command(CLI::App& app);  // inkstone tokenizer train|encode|decode ...
 

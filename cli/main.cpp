@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   inkstone::cli::add_plot_command(app);
   inkstone::cli::add_generate_command(app);
   inkstone::cli::add_eval_command(app);
+  inkstone::cli::add_convert_command(app);
   inkstone::cli::add_tokenizer_command(app);
   try {
     app.parse(argc, argv);

@@ -20,6 +20,7 @@
 #include "runtime/durable_file.h"
 #include "runtime/error.h"
 #include "runtime/json_limits.h"
+#include "runtime/staging_dir.h"
 #include "runtime/token_shard.h"
 #include "runtime/tokenizer.h"
 
@@ -186,41 +187,6 @@ void check_corpus_outside(const std::vector<std::string>& files, const fs::path&
     }
   }
 }
-
-// A directory beside `dest` (same file system, so it can be renamed into place), hidden so that a
-// corpus folder containing it never picks it up, and removed unless release()d.
-class StagingDir {
- public:
-  StagingDir(const fs::path& dest, const char* kind) {
-    std::string pattern =
-        (dest.parent_path() / fmt::format(".{}.{}-XXXXXX", dest.filename().string(), kind)).string();
-    if (!::mkdtemp(pattern.data())) {
-      fail("{}: cannot create a directory beside it ({})", dest.string(), std::strerror(errno));
-    }
-    path_ = pattern;
-    // mkdtemp makes it private (0700); the prepared directory should read like any other.
-    std::error_code ec;
-    fs::permissions(path_,
-                    fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
-                        fs::perms::others_read | fs::perms::others_exec,
-                    ec);
-    if (ec) {
-      std::error_code ignored;
-      fs::remove_all(path_, ignored);
-      fail("{}: cannot make the new directory readable ({})", pattern, ec.message());
-    }
-  }
-  ~StagingDir() {
-    std::error_code ignored;
-    if (!path_.empty()) fs::remove_all(path_, ignored);
-  }
-  StagingDir(const StagingDir&) = delete;
-  StagingDir& operator=(const StagingDir&) = delete;
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
 
 void rename_or_fail(const fs::path& from, const fs::path& to) {
   if (std::rename(from.c_str(), to.c_str()) != 0) {
