@@ -35,9 +35,11 @@ void run_train(const TrainOptions& options) {
   const RunConfig config = load_config(options.config_path, options.overrides);
   install_stop_handlers();
   const TrainResult result = train_model(config);
+  if (result.rank != 0) return;  // rank 0 speaks for the job
   if (result.stopped_by != 0) {
     // The same overrides (output_dir among them) lead back to the same run; only resume changes.
-    std::string command = "inkstone train " + shell_quoted(options.config_path);
+    std::string command = result.world_size > 1 ? fmt::format("mpirun -np {} ", result.world_size) : "";
+    command += "inkstone train " + shell_quoted(options.config_path);
     for (const std::string& o : options.overrides) {
       if (!o.starts_with("train.resume=")) command += " " + shell_quoted(o);
     }

@@ -65,10 +65,28 @@ struct TrainConfig {
   bool operator==(const TrainConfig&) const = default;
 };
 
+struct DistributedConfig {
+  // When the number of processes changes, keep the global batch (micro_batch x grad_accum, the
+  // config's values being those of one process; each of N ranks then accumulates grad_accum / N) or
+  // keep grad_accum per rank (the global batch grows with N).
+  std::string hold_fixed = "global_batch";  // global_batch | grad_accum
+  int zero_stage =
+      0;  // 1: AdamW state sharded across ranks (ZeRO-1), parameters all-gathered after each step
+  double bucket_mb = 25;   // gradients are all-reduced in buckets of about this many MiB
+  double timeout_s = 300;  // a collective waiting longer ends the job (a rank died or hangs)
+  std::string rendezvous;  // torchrun-style GPU launch: a folder every rank sees, for the NCCL id
+
+  bool operator==(const DistributedConfig&) const = default;
+};
+
 struct RunConfig {
   ModelConfig model;
   DataConfig data;
   TrainConfig train;
+  DistributedConfig distributed;
+  // Start from these weights instead of a fresh initialisation: an inkstone checkpoint or a Hugging
+  // Face GPT-2 directory; the model's shape is the checkpoint's. "" starts from scratch.
+  std::string init_from;
   std::string device = "auto";  // cpu | cuda | auto
   // Training's compute dtype: fp32, or bf16 mixed precision (fp32 master weights and optimizer state);
   // auto takes bf16 on a GPU and fp32 on the CPU, which computes in fp32 only.

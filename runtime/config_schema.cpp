@@ -44,6 +44,11 @@ TrainConfig& section_of<TrainConfig>(RunConfig& config) {
   return config.train;
 }
 
+template <>
+DistributedConfig& section_of<DistributedConfig>(RunConfig& config) {
+  return config.distributed;
+}
+
 template <class T, class Section>
 Section class_of(T Section::*);
 
@@ -148,6 +153,13 @@ const std::vector<ConfigField>& config_fields() {
       {"train.resume", ref<&TrainConfig::resume>},
       {"train.max_bad_steps", ref<&TrainConfig::max_bad_steps>, at_least(1)},
 
+      {"distributed.hold_fixed", ref<&DistributedConfig::hold_fixed>, {"global_batch", "grad_accum"}},
+      {"distributed.zero_stage", ref<&DistributedConfig::zero_stage>, within(0, 1)},
+      {"distributed.bucket_mb", ref<&DistributedConfig::bucket_mb>, between(0, 1 << 16)},
+      {"distributed.timeout_s", ref<&DistributedConfig::timeout_s>, between(0, 1e6)},
+      {"distributed.rendezvous", ref<&DistributedConfig::rendezvous>, EmptyText::kAllowed},
+
+      {"init_from", ref<&RunConfig::init_from>, EmptyText::kAllowed},
       {"device", ref<&RunConfig::device>, {"cpu", "cuda", "auto"}},
       {"precision", ref<&RunConfig::precision>, {"auto", "fp32", "bf16"}},
       {"output_dir", ref<&RunConfig::output_dir>},

@@ -330,7 +330,7 @@ void GPT2::forward_cached(std::span<const int32_t> tokens, std::span<const int32
 
 // ---- backward ----
 
-void GPT2::backward(float loss_scale) {
+void GPT2::backward(float loss_scale, const std::function<void(int layer)>& layer_done) {
   if (stage_ != Stage::Loss)
     fail(
         "GPT2::backward needs a forward pass with targets since the last backward; call forward(tokens, "
@@ -369,6 +369,7 @@ void GPT2::backward(float loss_scale) {
   for (int l = shape_.n_layer - 1; l >= 0; --l) {
     const int64_t residual = l == 0 ? acts_.encoded : acts_.h[l - 1].residual_mlp;
     block_backward(l, rows(residual, N, C), d_residual, batch_);
+    if (layer_done) layer_done(l);
   }
   apply_dropout(d_residual, d_residual, -1, DropoutSite::Embedding);
   backend_.embedding_backward({.dwte = weight_grads_.wte,
@@ -376,6 +377,7 @@ void GPT2::backward(float loss_scale) {
                                .dout = reshaped(d_residual, {batch_.B, batch_.T, C}),
                                .tokens = batch_tokens_,
                                .pos_offset = 0});
+  if (layer_done) layer_done(-1);
 }
 
 // On entry d_residual holds dL/d(residual_mlp); on return dL/d(residual_in). Both residual additions

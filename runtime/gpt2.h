@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -66,7 +67,11 @@ class GPT2 {
   // Adds to the parameter gradients the gradient of loss_scale * (the loss of the last forward).
   // Requires a forward with targets since the last backward. Overwrites the logits (dlogits reuses
   // their buffer), so read logits before calling this.
-  void backward(float loss_scale = 1.0f);
+  // `layer_done` (optional) is called with l once the ops producing block h.l's gradients are queued
+  // (l = n_layer-1 down to 0; ln_f's are queued before the first call), then with -1 once wte's and
+  // wpe's are: a data-parallel run starts reducing finished gradients while the rest of the backward
+  // runs (train/gradient_sync.h).
+  void backward(float loss_scale = 1.0f, const std::function<void(int layer)>& layer_done = {});
 
   void zero_grad();
 
@@ -120,6 +125,7 @@ class GPT2 {
   Tensor parameter_view(const ParamInfo& param) const;
   Tensor gradient_view(const ParamInfo& param) const;
   Tensor master_view(const ParamInfo& param) const;
+  Tensor master_buffer() const { return master_.view(); }  // undefined when computing in F32
   DType compute_dtype() const { return compute_; }
   bool mixed_precision() const { return compute_ != DType::F32; }
 

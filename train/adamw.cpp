@@ -3,11 +3,29 @@
 #include <algorithm>
 #include <cmath>
 
-namespace inkstone {
+#include "runtime/error.h"
 
-AdamWOptimizer::AdamWOptimizer(GPT2& model, const AdamWConfig& config) : model_(model), config_(config) {
+namespace inkstone {
+namespace {
+
+// Elements [first, first + n) of a buffer view.
+Tensor slice(Tensor t, int64_t first, int64_t n) {
+  return Tensor(static_cast<char*>(t.data) + first * static_cast<int64_t>(dtype_size(t.dtype)), t.dtype, {n});
+}
+
+}  // namespace
+
+AdamWOptimizer::AdamWOptimizer(GPT2& model, const AdamWConfig& config)
+    : AdamWOptimizer(model, config, 0, model.parameter_buffer().numel()) {}
+
+AdamWOptimizer::AdamWOptimizer(GPT2& model, const AdamWConfig& config, int64_t shard_begin, int64_t shard_end)
+    : model_(model), config_(config), shard_begin_(shard_begin), shard_end_(shard_end) {
+  if (shard_begin < 0 || shard_end < shard_begin || shard_end > model.parameter_buffer().numel()) {
+    fail("internal: AdamW shard [{}, {}) outside the parameter buffer of {} elements", shard_begin, shard_end,
+         model.parameter_buffer().numel());
+  }
   Backend& backend = model.backend();
-  const int64_t floats = model.parameter_buffer().numel();
+  const int64_t floats = std::max<int64_t>(1, shard_end - shard_begin);  // a rank may own nothing
   m_ = DeviceTensor(backend, DType::F32, {floats});
   v_ = DeviceTensor(backend, DType::F32, {floats});
   backend.fill_zero(m_);
@@ -23,15 +41,18 @@ float AdamWOptimizer::step(float lr) {
   const double scale = config_.grad_clip > 0 ? std::min(1.0, config_.grad_clip / (norm + 1e-6)) : 1.0;
   ++steps_;
   for (const ParamInfo& p : model_.parameters()) {
-    // Each tensor is updated over its allocated floats: wte's pad rows have zero gradient, zero m and
-    // v and zero weight, so the update leaves them exactly zero.
-    const Tensor m(m_.view().as<float>() + p.offset, DType::F32, {p.allocated});
-    const Tensor v(v_.view().as<float>() + p.offset, DType::F32, {p.allocated});
-    backend.adamw_update({.params = model_.parameter_view(p),
-                          .grads = model_.gradient_view(p),
-                          .m = m,
-                          .v = v,
-                          .master = model_.master_view(p),  // undefined when computing in fp32
+    // Each tensor is updated over its allocated elements that lie in this optimizer's shard: wte's
+    // pad rows have zero gradient, zero m and v and zero weight, so the update leaves them zero.
+    const int64_t first = std::max(p.offset, shard_begin_);
+    const int64_t last = std::min(p.offset + p.allocated, shard_end_);
+    if (first >= last) continue;
+    const int64_t n = last - first, in_tensor = first - p.offset;
+    const Tensor master = model_.master_view(p);  // undefined when computing in fp32
+    backend.adamw_update({.params = slice(model_.parameter_view(p), in_tensor, n),
+                          .grads = slice(model_.gradient_view(p), in_tensor, n),
+                          .m = slice(m_.view(), first - shard_begin_, n),
+                          .v = slice(v_.view(), first - shard_begin_, n),
+                          .master = master.data ? slice(master, in_tensor, n) : master,
                           .lr = lr,
                           .beta1 = config_.beta1,
                           .beta2 = config_.beta2,

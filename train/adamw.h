@@ -24,7 +24,12 @@ struct AdamWConfig {
 
 class AdamWOptimizer {
  public:
+  // Updates every parameter, with m and v over the whole buffer.
   AdamWOptimizer(GPT2& model, const AdamWConfig& config);
+  // ZeRO-1: updates only elements [shard_begin, shard_end) of the parameter buffer and holds m and v
+  // for those alone (a data-parallel rank's part; the trainer all-gathers the parameters afterwards).
+  // The norm is still that of the whole gradient buffer, which every rank holds after the all-reduce.
+  AdamWOptimizer(GPT2& model, const AdamWConfig& config, int64_t shard_begin, int64_t shard_end);
   AdamWOptimizer(const AdamWOptimizer&) = delete;
   AdamWOptimizer& operator=(const AdamWOptimizer&) = delete;
 
@@ -37,8 +42,11 @@ class AdamWOptimizer {
 
   int64_t steps() const { return steps_; }           // updates applied so far
   void set_steps(int64_t steps) { steps_ = steps; }  // when restoring a checkpoint
+  // The moments of elements [shard_begin(), shard_end()) of the parameter buffer.
   Tensor m() const { return m_.view(); }
   Tensor v() const { return v_.view(); }
+  int64_t shard_begin() const { return shard_begin_; }
+  int64_t shard_end() const { return shard_end_; }
   const AdamWConfig& config() const { return config_; }
   size_t memory_bytes() const { return m_.view().nbytes() + v_.view().nbytes(); }
 
@@ -46,6 +54,7 @@ class AdamWOptimizer {
   GPT2& model_;
   AdamWConfig config_;
   DeviceTensor m_, v_;
+  int64_t shard_begin_ = 0, shard_end_ = 0;
   int64_t steps_ = 0;
 };
 

@@ -59,10 +59,17 @@ std::vector<float> download_floats(Backend& backend, Tensor t) {
   return host;
 }
 
-std::string optimizer_file(const GPT2& model, const AdamWOptimizer& optimizer) {
+// A sharded (ZeRO-1) optimizer holds part of the moments: its caller gathers them first.
+void require_whole(const GPT2& model, const AdamWOptimizer& optimizer) {
+  if (optimizer.shard_begin() != 0 || optimizer.shard_end() != model.parameter_buffer().numel()) {
+    fail("internal: a sharded optimizer's moments must be gathered into full buffers to checkpoint them");
+  }
+}
+
+std::string optimizer_file(const GPT2& model, const AdamWMoments& moments, int64_t optimizer_steps) {
   Backend& backend = model.backend();
-  const std::vector<float> m = download_floats(backend, optimizer.m());
-  const std::vector<float> v = download_floats(backend, optimizer.v());
+  const std::vector<float> m = download_floats(backend, moments.m);
+  const std::vector<float> v = download_floats(backend, moments.v);
   SafetensorsWriter writer;
   for (const ParamInfo& p : model.parameters()) {
     // The first numel() floats of a tensor are its HF-shaped values (wte's pad rows come after).
@@ -72,7 +79,7 @@ std::string optimizer_file(const GPT2& model, const AdamWOptimizer& optimizer) {
                       std::span(v).subspan(static_cast<size_t>(p.offset), n));
   }
   writer.set_metadata("format", "inkstone-adamw");
-  writer.set_metadata("step", std::to_string(optimizer.steps()));
+  writer.set_metadata("step", std::to_string(optimizer_steps));
   return writer.serialize();
 }
 
@@ -193,7 +200,7 @@ std::string checkpoint_name(int64_t step) {
   return fmt::format("{}{:08d}", kCheckpointPrefix, step);
 }
 
-fs::path write_run_checkpoint(const fs::path& output_dir, const GPT2& model, const AdamWOptimizer& optimizer,
+fs::path write_run_checkpoint(const fs::path& output_dir, const GPT2& model, const AdamWMoments& moments,
                               const TrainState& state, const RunConfig& config,
                               const std::string& tokenizer_json, int keep_last) {
   const std::string name = checkpoint_name(state.step);
@@ -208,7 +215,7 @@ fs::path write_run_checkpoint(const fs::path& output_dir, const GPT2& model, con
          ec.message());
 
   write_model_files(tmp_dir, model, config, tokenizer_json);
-  write_file_durably(tmp_dir / kOptimizerFile, optimizer_file(model, optimizer));
+  write_file_durably(tmp_dir / kOptimizerFile, optimizer_file(model, moments, state.optimizer_steps));
   write_file_durably(tmp_dir / kTrainStateFile, state_json(state));
   write_checkpoint_manifest(tmp_dir, checkpoint_files());
   fsync_directory(tmp_dir);
@@ -301,7 +308,7 @@ TrainState read_train_state(const fs::path& dir) {
   return s;
 }
 
-TrainState load_run_checkpoint(const fs::path& dir, GPT2& model, AdamWOptimizer& optimizer) {
+TrainState load_run_checkpoint(const fs::path& dir, GPT2& model, const AdamWMoments& moments) {
   if (!verify_checkpoint_manifest(dir, checkpoint_files())) {
     fail(
         "{}: {} is missing; a training checkpoint always has one: the checkpoint is damaged or was not "
@@ -321,7 +328,7 @@ TrainState load_run_checkpoint(const fs::path& dir, GPT2& model, AdamWOptimizer&
   Backend& backend = model.backend();
   for (const ParamInfo& p : model.parameters()) {
     for (const auto& [prefix, buffer] :
-         {std::pair{"exp_avg.", optimizer.m()}, std::pair{"exp_avg_sq.", optimizer.v()}}) {
+         {std::pair{"exp_avg.", moments.m}, std::pair{"exp_avg_sq.", moments.v}}) {
       const std::vector<float> values = file.read_floats(prefix + p.name, p.shape);
       backend.upload(Tensor(buffer.as<float>() + p.offset, DType::F32, {p.numel()}), values.data());
     }
@@ -331,8 +338,24 @@ TrainState load_run_checkpoint(const fs::path& dir, GPT2& model, AdamWOptimizer&
     fail("{}: its step does not match state.json's optimizer_steps {}; the checkpoint is damaged",
          file.name(), state.optimizer_steps);
   }
+  return state;
+}
+
+TrainState load_run_checkpoint(const fs::path& dir, GPT2& model, AdamWOptimizer& optimizer) {
+  require_whole(model, optimizer);
+  TrainState state = load_run_checkpoint(dir, model, AdamWMoments{optimizer.m(), optimizer.v()});
   optimizer.set_steps(state.optimizer_steps);
   return state;
+}
+
+fs::path write_run_checkpoint(const fs::path& output_dir, const GPT2& model, const AdamWOptimizer& optimizer,
+                              const TrainState& state, const RunConfig& config,
+                              const std::string& tokenizer_json, int keep_last) {
+  require_whole(model, optimizer);
+  TrainState s = state;
+  s.optimizer_steps = optimizer.steps();
+  return write_run_checkpoint(output_dir, model, AdamWMoments{optimizer.m(), optimizer.v()}, s, config,
+                              tokenizer_json, keep_last);
 }
 
 }  // namespace inkstone

@@ -43,9 +43,20 @@ struct TrainState {
 
 std::string checkpoint_name(int64_t step);  // "step_00000600"
 
+// AdamW's moments over the whole parameter layout (F32, on the model's backend): the optimizer's own
+// buffers, or under ZeRO-1 the ranks' shards gathered into full-size buffers.
+struct AdamWMoments {
+  Tensor m, v;
+};
+
 // Writes a checkpoint of `step` into output_dir (see above) and applies keep_last. Returns its path.
 std::filesystem::path write_run_checkpoint(const std::filesystem::path& output_dir, const GPT2& model,
                                            const AdamWOptimizer& optimizer, const TrainState& state,
+                                           const RunConfig& config, const std::string& tokenizer_json,
+                                           int keep_last);
+// The same with the moments given as full-layout buffers; the optimizer step is state.optimizer_steps.
+std::filesystem::path write_run_checkpoint(const std::filesystem::path& output_dir, const GPT2& model,
+                                           const AdamWMoments& moments, const TrainState& state,
                                            const RunConfig& config, const std::string& tokenizer_json,
                                            int keep_last);
 
@@ -59,5 +70,7 @@ TrainState read_train_state(const std::filesystem::path& dir);
 // Loads the weights and AdamW moments of checkpoint `dir` into `model` and `optimizer` (whose shapes
 // must match: the error names the tensor and both shapes) and returns its state.
 TrainState load_run_checkpoint(const std::filesystem::path& dir, GPT2& model, AdamWOptimizer& optimizer);
+// The same into full-layout moment buffers (the caller sets the optimizer's step from the state).
+TrainState load_run_checkpoint(const std::filesystem::path& dir, GPT2& model, const AdamWMoments& moments);
 
 }  // namespace inkstone

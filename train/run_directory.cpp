@@ -69,7 +69,7 @@ void check_same_run(const RunConfig& config, const GPT2Shape& shape) {
 
 // The checkpoint at `ckpt` was trained with this model, tokenizer and data order. Throws otherwise.
 void check_checkpoint_matches(const fs::path& ckpt, const RunConfig& config, const GPT2Shape& shape,
-                              const std::string& tokenizer_sha256) {
+                              const std::string& tokenizer_sha256, int world_size) {
   const ModelCheckpointInfo info = read_model_checkpoint_info(ckpt);
   if (!(info.shape == shape)) {
     fail(
@@ -108,9 +108,12 @@ void check_checkpoint_matches(const fs::path& ckpt, const RunConfig& config, con
         "train.seed={} or start a new run",
         ckpt.string(), state.data_seed, now.seed, state.data_seed);
   }
-  if (state.world_size != 1) {
-    fail("cannot resume from {}: it was trained by {} processes, this run has 1; resume with the same number",
-         ckpt.string(), state.world_size);
+  if (state.world_size != world_size) {
+    // Each rank's data windows (and under ZeRO-1 its optimizer shard) depend on the world size.
+    fail(
+        "cannot resume from {}: it was trained by {} process{}, this run has {}; resume with the same number "
+        "(mpirun -np {}) or start a new run",
+        ckpt.string(), state.world_size, state.world_size == 1 ? "" : "es", world_size, state.world_size);
   }
 }
 
@@ -154,7 +157,7 @@ RunDirectoryLock::~RunDirectoryLock() {
 }
 
 RunDirectory open_run_directory(const RunConfig& config, const GPT2Shape& shape,
-                                const std::string& tokenizer_sha256) {
+                                const std::string& tokenizer_sha256, int world_size) {
   const fs::path dir(config.output_dir);
   RunDirectory run;
   // Locked before it is inspected, so a second process cannot pass the same checks at the same time.
@@ -189,7 +192,7 @@ RunDirectory open_run_directory(const RunConfig& config, const GPT2Shape& shape,
     }
     check_same_run(config, shape);
   }
-  if (from) check_checkpoint_matches(*from, config, shape, tokenizer_sha256);
+  if (from) check_checkpoint_matches(*from, config, shape, tokenizer_sha256, world_size);
   if (!run.lock) {
     run.created = !fs::exists(dir);
     create_output_dir(dir);

@@ -48,8 +48,8 @@ struct RunDirectory {
 
 // Locks output_dir (creating it), checks it and the resume setting against `config` (whose model
 // resolves to `shape` with the prepared tokenizer, whose hash is `tokenizer_sha256`), and says where
-// the run starts from.
+// the run starts from. A checkpoint to resume must come from a run of `world_size` processes.
 RunDirectory open_run_directory(const RunConfig& config, const GPT2Shape& shape,
-                                const std::string& tokenizer_sha256);
+                                const std::string& tokenizer_sha256, int world_size = 1);
 
 }  // namespace inkstone

@@ -33,6 +33,8 @@ struct TrainResult {
   std::filesystem::path last_checkpoint;
   double last_loss = std::numeric_limits<double>::quiet_NaN();
   double last_val_loss = std::numeric_limits<double>::quiet_NaN();
+  int rank = 0;        // of this process in a data-parallel job; only rank 0 reports
+  int world_size = 1;
 };
 
 // Throws inkstone::Error on bad input (data, output_dir, resume checkpoint) and when the run stops on

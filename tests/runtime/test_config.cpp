@@ -372,8 +372,8 @@ TEST(ConfigErrors, TheFileItself) {
   EXPECT_CONTAINS(parse_error(""), "configs/x.yaml:1: the config is empty");
   EXPECT_CONTAINS(parse_error("# nothing but comments\n\n"), "configs/x.yaml:1: the config is empty");
   EXPECT_CONTAINS(parse_error("- a\n- b\n"),
-                  "configs/x.yaml:1: the top level must be a mapping of keys (model, data, train, device, "
-                  "precision, output_dir), got a list");
+                  "configs/x.yaml:1: the top level must be a mapping of keys (model, data, train, distributed, "
+                  "init_from, device, precision, output_dir), got a list");
   EXPECT_CONTAINS(parse_error("just text\n"), "the top level must be a mapping of keys");
   EXPECT_CONTAINS(parse_error("train:\n  lr: 1e-3\n  seq_len: [64\n"), "configs/x.yaml:");
   EXPECT_CONTAINS(parse_error("train:\n  lr: 1e-3\n seq_len: 2\n"), "configs/x.yaml:3: YAML syntax error");
@@ -491,6 +491,12 @@ const std::vector<std::string> kAllKeys = {
     "train.keep_last",
     "train.resume",
     "train.max_bad_steps",
+    "distributed.hold_fixed",
+    "distributed.zero_stage",
+    "distributed.bucket_mb",
+    "distributed.timeout_s",
+    "distributed.rendezvous",
+    "init_from",
     "device",
     "precision",
     "output_dir",
@@ -558,6 +564,12 @@ TEST(ConfigYaml, EveryFieldRoundTripsExactly) {
   c.train.eval_interval = 9;
   c.train.eval_steps = 11;
   c.train.checkpoint_interval = 13;
+  c.distributed.hold_fixed = "grad_accum";
+  c.distributed.zero_stage = 1;
+  c.distributed.bucket_mb = 0.1 + 0.2;
+  c.distributed.timeout_s = 1e-3;
+  c.distributed.rendezvous = "/shared fs/rdzv";
+  c.init_from = "runs/base/step_00001000";
   c.train.keep_last = 2;
   c.train.resume = "runs/x/checkpoints/step-100";
   c.train.max_bad_steps = 1;

@@ -46,6 +46,9 @@ class CliProcess {
   int pid_ = -1;
 };
 
+// The inkstone binary under test (INKSTONE_CLI in the environment overrides the build's path).
+std::string cli_path();
+
 // Runs the inkstone binary built with the tests, with `args`, in `cwd` (default: current dir).
 CommandResult run_cli(const std::vector<std::string>& args, const std::filesystem::path& cwd = {});
 

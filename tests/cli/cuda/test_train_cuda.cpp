@@ -95,6 +95,33 @@ TEST_F(TrainCuda, TwoGpuRunsAreBitIdentical) {
         << file;
 }
 
+// The NCCL communicator on one GPU: a torchrun-style launch of one rank runs every collective of the
+// data-parallel path (bucketed gradient sums on the side stream, ZeRO-1's all-gathers, the host
+// decisions through NCCL) and must leave the training bit-identical to the plain run. Several ranks
+// run the same code; the CPU tests under mpirun -np 2 (tests/cli/test_train_distributed.cpp) prove it.
+TEST_F(TrainCuda, OneNcclRankTrainsBitIdenticallyToThePlainRun) {
+  const std::vector<std::string> o{"device=cuda", "train.grad_accum=2"};
+  ASSERT_EQ(train(tmp / "plain", o).exit_code, 0);
+  setenv("RANK", "0", 1);
+  setenv("WORLD_SIZE", "1", 1);
+  setenv("LOCAL_RANK", "0", 1);
+  for (const char* zero : {"0", "1"}) {
+    auto with = o;
+    with.push_back(std::string("distributed.zero_stage=") + zero);
+    const fs::path out = tmp / (std::string("nccl") + zero);
+    const CommandResult r = train(out, with);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("data parallel: 1 rank (nccl"), std::string::npos) << r.err;
+    EXPECT_EQ(losses_of(out), losses_of(tmp / "plain")) << "zero_stage " << zero;
+    for (const char* file : {"model.safetensors", "optimizer.safetensors"})
+      EXPECT_EQ(read_file(out / "step_00000008" / file), read_file(tmp / "plain" / "step_00000008" / file))
+          << file << ", zero_stage " << zero;
+  }
+  unsetenv("RANK");
+  unsetenv("WORLD_SIZE");
+  unsetenv("LOCAL_RANK");
+}
+
 TEST_F(TrainCuda, CheckpointsMoveBetweenGpuAndCpu) {
   ASSERT_EQ(train(tmp / "gpu", {"device=cuda", "precision=fp32"}).exit_code, 0);
   ASSERT_EQ(train(tmp / "cpu", {"device=cpu"}).exit_code, 0);

@@ -1,0 +1,80 @@
+#include "support/mpi_run.h"
+
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+
+namespace inkstone::testing {
+namespace fs = std::filesystem;
+
+namespace {
+
+[[maybe_unused]] bool on_path(const std::string& program) {
+  const char* path = std::getenv("PATH");
+  if (path == nullptr) return false;
+  std::string dirs = path;
+  for (size_t start = 0; start <= dirs.size();) {
+    const size_t colon = std::min(dirs.find(':', start), dirs.size());
+    if (fs::exists(fs::path(dirs.substr(start, colon - start)) / program)) return true;
+    start = colon + 1;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string mpi_unavailable_reason() {
+#if INKSTONE_HAVE_MPI
+  return on_path("mpirun") ? "" : "mpirun is not on PATH (scripts/setup.sh installs openmpi-bin)";
+#else
+  return "this build has no MPI (-DINKSTONE_MPI=OFF, or libopenmpi-dev missing when it was configured)";
+#endif
+}
+
+CommandResult run_mpi(int ranks, const std::vector<std::string>& args,
+                      const std::vector<std::pair<std::string, std::string>>& env) {
+  TempDir io;
+  const fs::path out_path = io / "stdout", err_path = io / "stderr";
+  // OpenMPI refuses root unless told twice; CI runs as root. Shared memory between the ranks of one
+  // machine (vader) and the loopback TCP transport are all the tests need.
+  std::vector<std::string> argv = {"mpirun",          "-np",       std::to_string(ranks),
+                                   "--oversubscribe", "--bind-to", "none",
+                                   "--mca",           "btl",       "self,vader,tcp"};
+  for (const auto& [name, value] : env) {
+    setenv(name.c_str(), value.c_str(), 1);
+    argv.insert(argv.end(), {"-x", name});
+  }
+  argv.push_back(cli_path());
+  argv.insert(argv.end(), args.begin(), args.end());
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
+    setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
+    const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int err = open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int in = open("/dev/null", O_RDONLY);
+    dup2(out, 1);
+    dup2(err, 2);
+    dup2(in, 0);
+    std::vector<char*> c_argv;
+    for (auto& a : argv) c_argv.push_back(a.data());
+    c_argv.push_back(nullptr);
+    execvp("mpirun", c_argv.data());
+    _exit(127);
+  }
+  for (const auto& [name, value] : env) unsetenv(name.c_str());
+  int status = 0;
+  waitpid(pid, &status, 0);
+  CommandResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = read_file(out_path);
+  r.err = read_file(err_path);
+  return r;
+}
+
+}  // namespace inkstone::testing
