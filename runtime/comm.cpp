@@ -127,7 +127,7 @@ std::unique_ptr<Communicator> make_communicator(const LaunchInfo& launch, Backen
         fail(
             "a torchrun-style launch (RANK / WORLD_SIZE) runs GPU ranks over NCCL, but this run computes on "
             "the "
-            "CPU; launch CPU ranks with `mpirun -np {} inkstone train ...`",
+            "CPU, and CPU ranks need MPI: launch them with `mpirun -np {} inkstone train ...`",
             launch.world_size);
       }
 #if INKSTONE_HAVE_CUDA

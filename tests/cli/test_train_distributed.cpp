@@ -268,6 +268,38 @@ TEST_F(DistributedTrain, ASignalToOneRankStopsEveryRankAtTheSameStepWithACheckpo
   EXPECT_LT(steps, 1000000u);
 }
 
+TEST_F(DistributedTrain, ARankKilledMidRunEndsTheJob) {
+  SKIP_WITHOUT_MPI();
+  const fs::path out = dir_ / "killed";
+  CommandResult r;
+  std::thread job_thread([&] {
+    r = job(2, "killed", {"train.grad_accum=2", "train.max_steps=1000000", "distributed.timeout_s=20"});
+  });
+  pid_t pid = -1;
+  for (int i = 0; i < 600 && (pid < 0 || losses_of(out).size() < 3); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (pid < 0) pid = rank_pid(out.string(), 1);
+  }
+  ASSERT_GT(pid, 0) << "rank 1 never appeared";
+  const auto start = std::chrono::steady_clock::now();
+  ::kill(pid, SIGKILL);
+  job_thread.join();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_LT(seconds, 30.0) << "the job must end, within the 20 s timeout at the latest";
+}
+
+TEST_F(DistributedTrain, CpuRanksUnderATorchrunStyleLaunchAreToldToUseMpirun) {
+  setenv("RANK", "0", 1);
+  setenv("WORLD_SIZE", "2", 1);
+  const CommandResult r = testing::run_cli(testing::train_args(run_, {"train.grad_accum=2"}));
+  unsetenv("RANK");
+  unsetenv("WORLD_SIZE");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("CPU ranks need MPI"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("mpirun -np 2 inkstone train"), std::string::npos) << r.err;
+}
+
 TEST_F(DistributedTrain, ResumingWithAnotherNumberOfRanksIsRefused) {
   SKIP_WITHOUT_MPI();
   const fs::path two = two_ranks("two", {"train.grad_accum=2"});
