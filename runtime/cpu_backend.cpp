@@ -17,7 +17,8 @@ class CpuBackend final : public Backend {
  public:
   DeviceKind kind() const override { return DeviceKind::CPU; }
   std::string describe() const override {
-    return fmt::format("cpu ({} threads, {})", cpu::num_threads(), cpu::blas_description());
+    const int threads = cpu::num_threads();
+    return fmt::format("cpu ({} thread{}, {})", threads, threads == 1 ? "" : "s", cpu::blas_description());
   }
 
   void* allocate(size_t bytes) override {
@@ -64,6 +65,9 @@ class CpuBackend final : public Backend {
   }
   void layernorm_backward(const LayerNormBackward& p) override {
     cpu::layernorm_backward(p);
+  }
+  void residual_layernorm_forward(const ResidualLayerNormForward& p) override {
+    cpu::residual_layernorm_forward(p);
   }
   void attention_forward(const AttentionForward& p) override {
     cpu::attention_forward(p);

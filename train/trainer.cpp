@@ -272,6 +272,22 @@ void Trainer::start_from_init_from() {
   const ModelSource source = read_model_source(config_.init_from);
   check_compatible(source, data_.vocab, data_.tokenizer_sha256, config_.data.dir);
   ModelConfig& m = config_.model;
+  // A model key set in the config (non-zero) that disagrees with the source would be silently ignored.
+  const std::pair<const char*, std::pair<int, int>> keys[] = {
+      {"model.n_layer", {m.n_layer, source.shape.n_layer}},
+      {"model.n_head", {m.n_head, source.shape.n_head}},
+      {"model.n_embd", {m.n_embd, source.shape.n_embd}},
+      {"model.context", {m.context, source.shape.context}},
+      {"model.vocab", {m.vocab, source.shape.vocab}}};
+  for (const auto& [key, values] : keys) {
+    if (values.first != 0 && values.first != values.second) {
+      fail(
+          "{}: {} is {}, but init_from {} has {}; the model's shape is the checkpoint's: remove {} (or set "
+          "it to "
+          "{})",
+          config_.source, key, values.first, config_.init_from, values.second, key, values.second);
+    }
+  }
   m.n_layer = source.shape.n_layer;
   m.n_head = source.shape.n_head;
   m.n_embd = source.shape.n_embd;
@@ -348,11 +364,11 @@ void Trainer::setup() {
   }
   say(fmt::format(
       "data: {} training tokens, {} validation tokens; global batch {} x {} x {} rank{} = {} sequences, {} "
-      "tokens per step (micro_batch x grad_accum x ranks, distributed.hold_fixed: {}); {} steps ({:.1f} "
+      "tokens per step (micro_batch x grad_accum x ranks, distributed.hold_fixed: {}); {} step{} ({:.1f} "
       "epochs)",
       data_.train.tokens.size(), data_.val.tokens.size(), t_.micro_batch, accum_, world,
       world == 1 ? "" : "s", int64_t{t_.micro_batch} * accum_ * world, tokens_per_step(),
-      config_.distributed.hold_fixed, total_steps_,
+      config_.distributed.hold_fixed, total_steps_, total_steps_ == 1 ? "" : "s",
       static_cast<double>(total_steps_ * tokens_per_step()) /
           static_cast<double>(data_.train.tokens.size())));
   if (resume_from) say(fmt::format("resumed from {} at step {}", resume_from->string(), state_.step));

@@ -30,6 +30,15 @@ std::vector<std::vector<float>> source_weights(const fs::path& dir) {
   return weights;
 }
 
+// The tiny run's config sets its own model; these leave the shape to the init_from source.
+const std::vector<std::string> kShapeFromSource = {"model.n_layer=0", "model.n_head=0", "model.n_embd=0",
+                                                   "model.context=0"};
+
+std::vector<std::string> with_shape_from_source(std::vector<std::string> overrides) {
+  overrides.insert(overrides.end(), kShapeFromSource.begin(), kShapeFromSource.end());
+  return overrides;
+}
+
 // Trains `config` for its steps, returning the weights the first step's optimizer started from.
 std::vector<std::vector<float>> weights_at_first_step(const RunConfig& config, GPT2Shape* shape) {
   std::vector<std::vector<float>> weights;
@@ -48,8 +57,9 @@ TEST(TrainerInitFrom, StartsFromAnInkstoneCheckpointWithItsShape) {
   const TinyRun run = make_tiny_run(dir.path());
   write_tiny_checkpoint(dir / "base", 16, 99);
   // The tiny run's own model is 32 wide with context 32; the source is kTinyCheckpointShape.
-  const RunConfig config = load_config(
-      run.config.string(), {"init_from=" + (dir / "base").string(), "train.seq_len=16", "train.max_steps=2"});
+  const RunConfig config =
+      load_config(run.config.string(), with_shape_from_source({"init_from=" + (dir / "base").string(),
+                                                               "train.seq_len=16", "train.max_steps=2"}));
   GPT2Shape shape;
   const auto weights = weights_at_first_step(config, &shape);
   EXPECT_EQ(shape, kTinyCheckpointShape);
@@ -71,16 +81,29 @@ TEST(TrainerInitFrom, StartsFromAHuggingFaceFolderWhenTheDataUsesItsTokenizer) {
   std::vector<std::string> overrides = data;
   overrides.insert(overrides.end(), {"init_from=" + hf.string(), "train.seq_len=16", "train.max_steps=2"});
   GPT2Shape shape;
-  const auto weights = weights_at_first_step(load_config(run.config.string(), overrides), &shape);
+  const auto weights =
+      weights_at_first_step(load_config(run.config.string(), with_shape_from_source(overrides)), &shape);
   EXPECT_EQ(shape, read_model_source(hf).shape);
   EXPECT_EQ(weights, source_weights(hf));
 }
 
+TEST(TrainerInitFrom, AModelKeyThatDisagreesWithTheSourceIsRefused) {
+  TempDir dir;
+  const TinyRun run = make_tiny_run(dir.path());  // its config sets n_embd 32 and context 32
+  write_tiny_checkpoint(dir / "base", 16, 99);    // context 16
+  const RunConfig config = load_config(run.config.string(), {"init_from=" + (dir / "base").string()});
+  const std::string error = error_of([&] { train_model(config); });
+  EXPECT_NE(error.find("model.context is 32, but init_from " + (dir / "base").string() + " has 16"),
+            std::string::npos)
+      << error;
+}
+
 TEST(TrainerInitFrom, DataTokenizedByAnotherTokenizerIsRefused) {
   TempDir dir;
-  const TinyRun run = make_tiny_run(dir.path());  // byte-level data
+  const TinyRun run = make_tiny_run(dir.path());            // byte-level data
   const fs::path hf = hf_parity_dir() / "inkstone_export";  // a 320-token BPE
-  const RunConfig config = load_config(run.config.string(), {"init_from=" + hf.string(), "train.seq_len=16"});
+  const RunConfig config = load_config(
+      run.config.string(), with_shape_from_source({"init_from=" + hf.string(), "train.seq_len=16"}));
   const std::string error = error_of([&] { train_model(config); });
   EXPECT_NE(error.find(run.data_dir.string()), std::string::npos) << error;
   EXPECT_NE(error.find("data.tokenizer: " + (hf / "tokenizer.json").string()), std::string::npos) << error;
