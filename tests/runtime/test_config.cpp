@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+
 #include <yaml-cpp/yaml.h>
+#include <filesystem>
 
 #include <cstdint>
 #include <limits>
@@ -371,9 +373,10 @@ TEST(ConfigErrors, ATrainedTokenizerNeedsAVocabSizeAndOnlyItTakesOne) {
 TEST(ConfigErrors, TheFileItself) {
   EXPECT_CONTAINS(parse_error(""), "configs/x.yaml:1: the config is empty");
   EXPECT_CONTAINS(parse_error("# nothing but comments\n\n"), "configs/x.yaml:1: the config is empty");
-  EXPECT_CONTAINS(parse_error("- a\n- b\n"),
-                  "configs/x.yaml:1: the top level must be a mapping of keys (model, data, train, distributed, "
-                  "init_from, device, precision, output_dir), got a list");
+  EXPECT_CONTAINS(
+      parse_error("- a\n- b\n"),
+      "configs/x.yaml:1: the top level must be a mapping of keys (model, data, train, distributed, "
+      "init_from, device, precision, output_dir), got a list");
   EXPECT_CONTAINS(parse_error("just text\n"), "the top level must be a mapping of keys");
   EXPECT_CONTAINS(parse_error("train:\n  lr: 1e-3\n  seq_len: [64\n"), "configs/x.yaml:");
   EXPECT_CONTAINS(parse_error("train:\n  lr: 1e-3\n seq_len: 2\n"), "configs/x.yaml:3: YAML syntax error");
@@ -616,6 +619,23 @@ TEST(ShippedConfigs, Gpt2SmallLoads) {
   const RunConfig config = load_config((testing::source_dir() / "configs" / "gpt2-124m.yaml").string());
   EXPECT_EQ(config.model.preset, "gpt2-124m");
   EXPECT_EQ(config.train.seq_len, 1024);
+}
+
+TEST(ShippedConfigs, EveryConfigLoads) {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(testing::source_dir() / "configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    EXPECT_NO_THROW(load_config(entry.path().string())) << entry.path();
+    ++count;
+  }
+  EXPECT_GE(count, 5);  // example, tang300, gpt2-124m, novels-base, finetune-novel
+}
+
+TEST(ShippedConfigs, FinetuneNovelStartsFromTheBaseWithItsTokenizer) {
+  const RunConfig config = load_config((testing::source_dir() / "configs" / "finetune-novel.yaml").string());
+  EXPECT_EQ(config.init_from, "runs/novels-base/latest");
+  EXPECT_EQ(config.data.tokenizer, config.init_from + "/tokenizer.json");
+  EXPECT_EQ(config.train.grad_accum % 2, 0) << "two ranks must be able to share the accumulation";
 }
 
 }  // namespace
