@@ -63,6 +63,9 @@ class TimedBackend final : public Backend {
   void layernorm_backward(const LayerNormBackward& p) override {
     timed("layernorm_backward", [&] { inner_.layernorm_backward(p); });
   }
+  void residual_layernorm_forward(const ResidualLayerNormForward& p) override {
+    timed("residual_layernorm_forward", [&] { inner_.residual_layernorm_forward(p); });
+  }
   void attention_forward(const AttentionForward& p) override {
     timed("attention_forward", [&] { inner_.attention_forward(p); });
   }

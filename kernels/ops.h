@@ -64,6 +64,20 @@ struct LayerNormBackward {
   Tensor dinp, dweight, dbias, dout, inp, weight, mean, rstd;
 };
 
+// The residual add fused with the LayerNorm that reads its result (llm.c's fused_residual_forward):
+// residual = a + b, then out = LayerNorm(residual) as LayerNormForward with inp = residual, in one pass
+// over the rows. Gives the bits of Add{residual, a, b} followed by that LayerNormForward: in BF16 the
+// sum is rounded when stored and the LayerNorm normalises the stored value, so a LayerNorm recomputed
+// later from `residual` alone reproduces out, mean and rstd exactly. Shapes: a, b, residual, out [N,C]
+// (any leading dims; C is residual's last); weight, bias [C]; mean, rstd [N] (F32; may be absent).
+// OVERWRITES residual, out, mean and rstd. residual may alias a or b; out aliases none of a, b,
+// residual. No backward op: the add passes its gradient through unchanged, so LayerNormBackward's
+// dinp (which accumulates) is already the gradient of a and of b.
+struct ResidualLayerNormForward {
+  Tensor residual, out, mean, rstd, a, b, weight, bias;
+  float eps = 1e-5f;
+};
+
 // Causal multi-head self-attention over packed qkv [B,T,3C] (q | k | v, heads contiguous in C).
 // out [B,T,C]; lse [B,NH,T] (log-sum-exp of the scaled scores) lets the backward pass rebuild
 // the probabilities without storing a T x T matrix.

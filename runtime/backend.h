@@ -37,6 +37,7 @@ class Backend {
   virtual void matmul_backward(const MatmulBackward& p) = 0;
   virtual void layernorm_forward(const LayerNormForward& p) = 0;
   virtual void layernorm_backward(const LayerNormBackward& p) = 0;
+  virtual void residual_layernorm_forward(const ResidualLayerNormForward& p) = 0;
   virtual void attention_forward(const AttentionForward& p) = 0;
   virtual void attention_backward(const AttentionBackward& p) = 0;
   virtual void attention_kv_cache(const AttentionKvCache& p) = 0;

@@ -97,6 +97,9 @@ class CudaBackend final : public Backend {
   void matmul_backward(const MatmulBackward& p) override { cuda::matmul_backward(p); }
   void layernorm_forward(const LayerNormForward& p) override { cuda::layernorm_forward(p); }
   void layernorm_backward(const LayerNormBackward& p) override { cuda::layernorm_backward(p); }
+  void residual_layernorm_forward(const ResidualLayerNormForward& p) override {
+    cuda::residual_layernorm_forward(p);
+  }
   void attention_forward(const AttentionForward& p) override { cuda::attention_forward(p); }
   void attention_backward(const AttentionBackward& p) override { cuda::attention_backward(p); }
   void attention_kv_cache(const AttentionKvCache& p) override { cuda::attention_kv_cache(p); }

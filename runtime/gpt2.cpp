@@ -18,6 +18,20 @@ Tensor reshaped(Tensor t, std::initializer_list<int64_t> dims) {
   return r;
 }
 
+// ln.inp = a + b, then the LayerNorm `ln` of that sum, as one op (one pass over the residual stream).
+// Its output is bit-identical to an add followed by ln, so recompute_layernorm may redo ln alone.
+void add_then_layernorm(Backend& backend, Tensor a, Tensor b, const LayerNormForward& ln) {
+  backend.residual_layernorm_forward({.residual = ln.inp,
+                                      .out = ln.out,
+                                      .mean = ln.mean,
+                                      .rstd = ln.rstd,
+                                      .a = a,
+                                      .b = b,
+                                      .weight = ln.weight,
+                                      .bias = ln.bias,
+                                      .eps = ln.eps});
+}
+
 }  // namespace
 
 GPT2::GPT2(Backend& backend, const GPT2Shape& shape, int max_batch, int max_seq, const GPT2Options& options)
@@ -162,18 +176,14 @@ float GPT2::run_forward(Tensor tokens, Tensor targets, const Batch& batch, const
                               .pos_offset = 0,
                               .positions = cached ? cached->start : Tensor{}});
   apply_dropout(encoded, encoded, -1, DropoutSite::Embedding);
+  // Every other LayerNorm that reads the residual stream (ln_2, the next block's ln_1, ln_f) is fused
+  // with the residual add before it, at the end of each half of a block.
+  backend_.layernorm_forward(layernorm_of(0, 1, rows(acts_.encoded, N, C), N));
   for (int l = 0; l < shape_.n_layer; ++l) {
     const int64_t residual = l == 0 ? acts_.encoded : acts_.h[l - 1].residual_mlp;
     block_forward(l, rows(residual, N, C), batch, cached);
   }
   const Tensor ln_f = rows(acts_.ln_f, N, C), logits = rows(acts_.logits, N, Vp);
-  backend_.layernorm_forward({.out = ln_f,
-                              .mean = stats(acts_.ln_f_mean, N),
-                              .rstd = stats(acts_.ln_f_rstd, N),
-                              .inp = rows(acts_.h.back().residual_mlp, N, C),
-                              .weight = w.ln_f_weight,
-                              .bias = w.ln_f_bias,
-                              .eps = kLayerNormEps});
   backend_.matmul_forward({.out = logits,
                            .inp = ln_f,
                            .weight = w.wte,
@@ -202,6 +212,8 @@ float GPT2::run_forward(Tensor tokens, Tensor targets, const Batch& batch, const
   return counted_targets_ > 0 ? static_cast<float>(sum / static_cast<double>(counted_targets_)) : 0.0f;
 }
 
+// On entry ln_1 (of residual_in) is computed already: by run_forward for block 0, by the previous
+// block's last residual add otherwise. On return the next block's ln_1 (or ln_f) is.
 void GPT2::block_forward(int layer, Tensor residual_in, const Batch& batch, const CachedStep* cached) {
   const int64_t N = batch.N(), C = shape_.n_embd;
   const BlockWeights& w = weights_.h[layer];
@@ -210,13 +222,6 @@ void GPT2::block_forward(int layer, Tensor residual_in, const Batch& batch, cons
   const Tensor residual_attn = rows(a.residual_attn, N, C), ln_2 = rows(a.ln_2, N, C);
   const Tensor fc_gelu = rows(a.fc_gelu, N, 4 * C), residual_mlp = rows(a.residual_mlp, N, C);
 
-  backend_.layernorm_forward({.out = ln_1,
-                              .mean = stats(a.ln_1_mean, N),
-                              .rstd = stats(a.ln_1_rstd, N),
-                              .inp = residual_in,
-                              .weight = w.ln_1_weight,
-                              .bias = w.ln_1_bias,
-                              .eps = kLayerNormEps});
   backend_.matmul_forward(
       {.out = qkv, .inp = ln_1, .weight = w.c_attn_weight, .bias = w.c_attn_bias, .pre_gelu = {}});
   if (cached) {
@@ -240,15 +245,7 @@ void GPT2::block_forward(int layer, Tensor residual_in, const Batch& batch, cons
                            .bias = w.attn_c_proj_bias,
                            .pre_gelu = {}});
   apply_dropout(residual_attn, residual_attn, layer, DropoutSite::Attention);
-  backend_.add({.out = residual_attn, .a = residual_in, .b = residual_attn});
-
-  backend_.layernorm_forward({.out = ln_2,
-                              .mean = stats(a.ln_2_mean, N),
-                              .rstd = stats(a.ln_2_rstd, N),
-                              .inp = residual_attn,
-                              .weight = w.ln_2_weight,
-                              .bias = w.ln_2_bias,
-                              .eps = kLayerNormEps});
+  add_then_layernorm(backend_, residual_in, residual_attn, layernorm_of(layer, 2, residual_attn, N));
   backend_.matmul_forward({.out = fc_gelu,
                            .inp = ln_2,
                            .weight = w.c_fc_weight,
@@ -261,7 +258,7 @@ void GPT2::block_forward(int layer, Tensor residual_in, const Batch& batch, cons
                            .bias = w.mlp_c_proj_bias,
                            .pre_gelu = {}});
   apply_dropout(residual_mlp, residual_mlp, layer, DropoutSite::Mlp);
-  backend_.add({.out = residual_mlp, .a = residual_attn, .b = residual_mlp});
+  add_then_layernorm(backend_, residual_attn, residual_mlp, layernorm_of(layer + 1, 1, residual_mlp, N));
 }
 
 // ---- inference with a KV cache ----
@@ -382,7 +379,8 @@ void GPT2::backward(float loss_scale, const std::function<void(int layer)>& laye
 
 // On entry d_residual holds dL/d(residual_mlp); on return dL/d(residual_in). Both residual additions
 // pass the gradient through unchanged, so the two LayerNorm backward passes simply accumulate
-// their input gradient into it.
+// their input gradient into it (which is also why the forward's fused add + LayerNorm needs no fused
+// backward op).
 void GPT2::block_backward(int layer, Tensor residual_in, Tensor d_residual, const Batch& batch) {
   const int64_t N = batch.N(), C = shape_.n_embd;
   const BlockWeights& w = weights_.h[layer];
@@ -456,20 +454,35 @@ void GPT2::block_backward(int layer, Tensor residual_in, Tensor d_residual, cons
                                .rstd = stats(a.ln_1_rstd, N)});
 }
 
-// LayerNorm `which` (1 or 2) of `layer` again, from its kept input, into the shared region. Its
-// statistics are recomputed by the same kernel from the same input, so they come out bit-identical.
+// LayerNorm `which` (1 or 2) of `layer` again, from its kept input, into the shared region. The
+// forward pass computed it fused with the residual add before it (or, for block 0's ln_1, alone);
+// the fused op gives the bits of this plain one on the same stored input, so the output and the
+// statistics come out bit-identical.
 void GPT2::recompute_layernorm(int layer, int which, int64_t N, Tensor residual_in) {
+  const Tensor inp = which == 1 ? residual_in : rows(acts_.h[layer].residual_attn, N, shape_.n_embd);
+  backend_.layernorm_forward(layernorm_of(layer, which, inp, N));
+}
+
+LayerNormForward GPT2::layernorm_of(int layer, int which, Tensor inp, int64_t N) const {
   const int64_t C = shape_.n_embd;
+  if (layer == shape_.n_layer)
+    return {.out = rows(acts_.ln_f, N, C),
+            .mean = stats(acts_.ln_f_mean, N),
+            .rstd = stats(acts_.ln_f_rstd, N),
+            .inp = inp,
+            .weight = weights_.ln_f_weight,
+            .bias = weights_.ln_f_bias,
+            .eps = kLayerNormEps};
   const BlockWeights& w = weights_.h[layer];
   const BlockActivationOffsets& a = acts_.h[layer];
   const bool first = which == 1;
-  backend_.layernorm_forward({.out = rows(first ? a.ln_1 : a.ln_2, N, C),
-                              .mean = stats(first ? a.ln_1_mean : a.ln_2_mean, N),
-                              .rstd = stats(first ? a.ln_1_rstd : a.ln_2_rstd, N),
-                              .inp = first ? residual_in : rows(a.residual_attn, N, C),
-                              .weight = first ? w.ln_1_weight : w.ln_2_weight,
-                              .bias = first ? w.ln_1_bias : w.ln_2_bias,
-                              .eps = kLayerNormEps});
+  return {.out = rows(first ? a.ln_1 : a.ln_2, N, C),
+          .mean = stats(first ? a.ln_1_mean : a.ln_2_mean, N),
+          .rstd = stats(first ? a.ln_1_rstd : a.ln_2_rstd, N),
+          .inp = inp,
+          .weight = first ? w.ln_1_weight : w.ln_2_weight,
+          .bias = first ? w.ln_1_bias : w.ln_2_bias,
+          .eps = kLayerNormEps};
 }
 
 void GPT2::zero_grad() {

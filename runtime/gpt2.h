@@ -157,6 +157,9 @@ class GPT2 {
   Tensor kv_cache_view(int layer, int part, int first_row, int B) const;
   void block_backward(int layer, Tensor residual_in, Tensor d_residual, const Batch& batch);
   void recompute_layernorm(int layer, int which, int64_t N, Tensor residual_in = {});
+  // LayerNorm `which` (1 or 2) of `layer`, or ln_f for layer == n_layer, on `inp`: where it writes its
+  // output and statistics, and its parameters. The forward pass and the recomputation share it.
+  LayerNormForward layernorm_of(int layer, int which, Tensor inp, int64_t N) const;
   void check_batch(int B, int T) const;
   enum class DropoutSite { Embedding, Attention, Mlp };
   // Applies the last forward's dropout to `t` in place (a no-op when p = 0).

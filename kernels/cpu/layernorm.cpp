@@ -1,6 +1,7 @@
 // LayerNorm over the last dimension: out = (inp - mean) * rstd * weight + bias.
 // Layout: inp, out, dout, dinp [N,C] (any leading dims); weight, bias [C]; mean, rstd [N]. Precision: fp32,
-// row statistics by two passes over the row (mean first, then the centred variance: no cancellation).
+// row statistics by two passes over the row (mean first, then the centred variance: no cancellation); the
+// row is kernels/cpu/layernorm_row.h, which residual_layernorm.cpp shares.
 // Forward OVERWRITES out, mean and rstd (mean and rstd may be absent when no backward pass follows).
 // Backward ACCUMULATES into dinp, dweight and dbias. dweight/dbias are column sums over rows: each thread
 // sums its own block of rows into a private buffer and the buffers are added in thread order, so the
@@ -12,6 +13,7 @@
 
 #include "kernels/cpu/check.h"
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/layernorm_row.h"
 #include "kernels/cpu/parallel.h"
 
 namespace inkstone::cpu {
@@ -47,24 +49,12 @@ void layernorm_forward(const LayerNormForward& p) {
   float* out = p.out.as<float>();
   float* mean_out = save_stats ? p.mean.as<float>() : nullptr;
   float* rstd_out = save_stats ? p.rstd.as<float>() : nullptr;
-  const float inv_c = 1.0f / static_cast<float>(C);
 #pragma omp parallel for schedule(static) if (N * C >= kParallelElementwise)
   for (int64_t n = 0; n < N; ++n) {
-    const float* x = inp + n * C;
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int64_t c = 0; c < C; ++c) sum += x[c];
-    const float mean = sum * inv_c;
-    float var = 0.0f;
-#pragma omp simd reduction(+ : var)
-    for (int64_t c = 0; c < C; ++c) var += (x[c] - mean) * (x[c] - mean);
-    const float rstd = 1.0f / std::sqrt(var * inv_c + p.eps);
-    float* o = out + n * C;
-#pragma omp simd
-    for (int64_t c = 0; c < C; ++c) o[c] = (x[c] - mean) * rstd * weight[c] + bias[c];
+    const RowStatistics s = layernorm_row(out + n * C, inp + n * C, weight, bias, C, p.eps);
     if (save_stats) {
-      mean_out[n] = mean;
-      rstd_out[n] = rstd;
+      mean_out[n] = s.mean;
+      rstd_out[n] = s.rstd;
     }
   }
 }

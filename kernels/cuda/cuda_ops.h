@@ -26,6 +26,7 @@ void matmul_forward(const MatmulForward& p);
 void matmul_backward(const MatmulBackward& p);
 void layernorm_forward(const LayerNormForward& p);
 void layernorm_backward(const LayerNormBackward& p);
+void residual_layernorm_forward(const ResidualLayerNormForward& p);  // kernels/cuda/residual_layernorm.cu
 void attention_forward(const AttentionForward& p);
 void attention_backward(const AttentionBackward& p);
 void attention_kv_cache(const AttentionKvCache& p);

@@ -8,7 +8,8 @@
 // Backward ACCUMULATES into dinp, dweight and dbias, like every backward op, so the caller zeroes them
 // once per step. dinp must alias neither inp nor dout: other warps still read those rows.
 //
-// Forward: one warp per row, 8 rows per block, 16-byte vector loads when C and the pointers allow.
+// Forward: one warp per row, 8 rows per block, 16-byte vector loads when C and the pointers allow; the
+// row's statistics and normalisation are layernorm_row.cuh's, which the fused residual add shares.
 // Backward, deterministic without atomics: block b owns the rows [b R, (b+1) R). Its warps compute dinp
 // a row each (the same two-pass shape as the forward); after each tile of 8 rows the block's threads
 // turn to columns (thread t owns columns t, t + 256, ...) and add the tile's norm * dout and dout,
@@ -24,6 +25,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/cuda_check.cuh"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/layernorm_row.cuh"
 #include "kernels/cuda/vector_access.cuh"
 
 namespace inkstone::cuda {
@@ -52,40 +54,17 @@ __global__ void __launch_bounds__(kThreads)
   const int64_t row = blockIdx.x * int64_t(kWarps) + threadIdx.x / 32;
   if (row >= N) return;  // the whole warp leaves: the shuffles below always see 32 lanes
   const T* x = inp + row * C;
-  T* o = out + row * C;
   const int chunks = C / P;
-  const float inv_c = 1.0f / static_cast<float>(C);
-
   float sum = 0.0f;
   for (int i = lane; i < chunks; i += 32) {
     float v[P];
     load_chunk<P>(x + i * P, v);
-#pragma unroll
-    for (int k = 0; k < P; ++k) sum += v[k];
+    add_to_sum(sum, v);
   }
-  const float mean = warp_sum(sum) * inv_c;
-
-  float var = 0.0f;
-  for (int i = lane; i < chunks; i += 32) {
-    float v[P];
-    load_chunk<P>(x + i * P, v);
-#pragma unroll
-    for (int k = 0; k < P; ++k) var += (v[k] - mean) * (v[k] - mean);
-  }
-  const float rstd = 1.0f / sqrtf(warp_sum(var) * inv_c + eps);
-
-  for (int i = lane; i < chunks; i += 32) {
-    float v[P], w[P], b[P];
-    load_chunk<P>(x + i * P, v);
-    load_chunk<P>(weight + i * P, w);
-    load_chunk<P>(bias + i * P, b);
-#pragma unroll
-    for (int k = 0; k < P; ++k) v[k] = (v[k] - mean) * rstd * w[k] + b[k];
-    store_chunk<P>(o + i * P, v);
-  }
+  const RowStatistics s = layernorm_finish_row<P>(out + row * C, x, weight, bias, sum, C, eps, lane);
   if (lane == 0 && mean_out != nullptr) {
-    mean_out[row] = mean;
-    rstd_out[row] = rstd;
+    mean_out[row] = s.mean;
+    rstd_out[row] = s.rstd;
   }
 }
 

@@ -107,6 +107,19 @@ class Bf16StorageBackend final : public Backend {
     cpu::layernorm_backward(
         {w(p.dinp), w(p.dweight), w(p.dbias), w(p.dout), w(p.inp), w(p.weight), p.mean, p.rstd});
   }
+  // As the CUDA kernel does in BF16: the sum is rounded to bf16 when stored (the add's stand-ins are
+  // rounded back when it returns), and the LayerNorm normalises that stored value.
+  void residual_layernorm_forward(const ResidualLayerNormForward& p) override {
+    require_one_dtype("residual_layernorm_forward", {p.residual, p.out, p.a, p.b, p.weight, p.bias});
+    add({.out = p.residual, .a = p.a, .b = p.b});
+    layernorm_forward({.out = p.out,
+                       .mean = p.mean,
+                       .rstd = p.rstd,
+                       .inp = p.residual,
+                       .weight = p.weight,
+                       .bias = p.bias,
+                       .eps = p.eps});
+  }
   void attention_forward(const AttentionForward& p) override {
     require_one_dtype("attention_forward", {p.out, p.qkv});
     Widened w;
