@@ -191,6 +191,13 @@ void row_ops(Bench& b) {
   b.time(memory_bound("layernorm_fwd", "N=16384 C=768", "bf16", 4.0 * R * C + 4.0 * C + 8.0 * R), [&] {
     cuda::layernorm_forward({y, mean, rstd, x, w, bias});
   });
+  // The residual stream's add fused with the LayerNorm that follows it: reads a and b, writes the sum
+  // and the normalised rows (the sum is read back from cache, not counted).
+  const Tensor add_b = b.random(BF16, {R, C}, -2, 2), sum = b.take(BF16, {R, C});
+  b.time(memory_bound("residual_layernorm_fwd", "N=16384 C=768", "bf16", 8.0 * R * C + 4.0 * C + 8.0 * R),
+         [&] {
+           cuda::residual_layernorm_forward({sum, y, mean, rstd, x, add_b, w, bias});
+         });
   // The backward pass reads the forward's mean and rstd (valid when the forward case ran).
   b.time(memory_bound("layernorm_bwd", "N=16384 C=768", "bf16", 8.0 * R * C + 10.0 * C + 8.0 * R), [&] {
     cuda::layernorm_backward({dx, dw, db, dy, x, w, mean, rstd});

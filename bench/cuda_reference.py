@@ -79,6 +79,10 @@ def row_ops(torch, F, timer):
 
     out.append(case("layernorm_fwd", "N=16384 C=768", "bf16", timer.median_us(ln)))
     out.append(case("layernorm_bwd", "N=16384 C=768", "bf16", timer.median_us(ln_bwd)))
+    x2 = torch.randn(R, C, dtype=bf16, device=dev)
+    with torch.no_grad():
+        out.append(case("residual_layernorm_fwd", "N=16384 C=768", "bf16",
+                        timer.median_us(lambda: F.layer_norm(x + x2, (C,), w, bias, 1e-5))))
     g = torch.randn(R, 4 * C, dtype=bf16, device=dev)
     out.append(case("gelu_fwd", "N=16384 C=3072", "bf16", timer.median_us(lambda: F.gelu(g, approximate="tanh"))))
     return out
