@@ -1,5 +1,6 @@
 // inkstone generate CHECKPOINT [--prompt TEXT ...] [--prompts-file FILE] [--num-samples N]
-//                  [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--min-p P]
+//                  [--max-new-tokens N] [--min-new-tokens N] [--temperature T] [--top-k K] [--top-p P]
+//                  [--min-p P]
 //                  [--repetition-penalty R] [--no-repeat-ngram-size N] [--stop STR ...] [--seed S]
 //                  [--sliding-window] [--json [--logprobs]] [--batch N] [--no-kv-cache]
 //                  [--device cpu|cuda|auto] [--no-eot-start]
@@ -164,6 +165,9 @@ void add_generate_command(CLI::App& app) {
   cmd->add_option("--prompts-file", args->prompts_file, "a file with one prompt per line");
   cmd->add_option("--num-samples", args->config.num_samples, "generations per prompt")->capture_default_str();
   cmd->add_option("--max-new-tokens", args->config.max_new_tokens, "stop after this many tokens")
+      ->capture_default_str();
+  cmd->add_option("--min-new-tokens", args->config.min_new_tokens,
+                  "<|endoftext|> cannot end the text before this many tokens")
       ->capture_default_str();
   cmd->add_option("--temperature", s.temperature, "0 = greedy; higher = more varied")->capture_default_str();
   cmd->add_option("--top-k", s.top_k, "sample among the k likeliest tokens; 0 = all")->capture_default_str();

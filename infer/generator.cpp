@@ -57,7 +57,8 @@ class GroupDecoder {
  private:
   void step(Row& row, std::vector<int32_t>& sequence, size_t index, std::span<const float> logits,
             int capacity) {
-    const int32_t next = row.sampler.sample(logits, sequence);
+    const bool too_early = static_cast<int>(row.result.tokens.size()) < config_.min_new_tokens;
+    const int32_t next = row.sampler.sample(logits, sequence, too_early ? tokenizer_.eot_id() : -1);
     if (config_.stop_at_eot && next == tokenizer_.eot_id()) return finish(row, index, "eot");
     sequence.push_back(next);
     row.result.tokens.push_back(next);
@@ -98,6 +99,10 @@ constexpr int kMaxSamples = 100000;
 void validate(const GenerateConfig& config) {
   validate(config.sampling);
   if (config.max_new_tokens < 1) fail("--max-new-tokens must be >= 1 (got {})", config.max_new_tokens);
+  if (config.min_new_tokens < 0 || config.min_new_tokens > config.max_new_tokens) {
+    fail("--min-new-tokens must be in [0, --max-new-tokens = {}] (got {})", config.max_new_tokens,
+         config.min_new_tokens);
+  }
   if (config.num_samples < 1 || config.num_samples > kMaxSamples)
     fail("--num-samples must be in [1, {}] (got {})", kMaxSamples, config.num_samples);
   if (config.batch < 1) fail("--batch must be >= 1 (got {})", config.batch);
@@ -149,7 +154,11 @@ std::vector<GenerateResult> generate(GPT2& model, const Tokenizer& tokenizer,
       sampling.seed = row_seed(config.sampling.seed, i);
       const size_t p = i / static_cast<size_t>(config.num_samples);
       sequences.push_back(encoded[p]);
-      Row row{.sampler = Sampler(sampling), .utf8 = {}, .stops = StopStringFilter(config.stop), .result = {}};
+      Row row{.sampler = Sampler(sampling),
+              .utf8 = {},
+              .stops = StopStringFilter(config.stop),
+              .result = {},
+              .active = true};
       row.result.prompt_index = p;
       row.result.sample_index = static_cast<int>(i % static_cast<size_t>(config.num_samples));
       row.result.prompt_tokens = encoded[p].size();

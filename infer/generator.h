@@ -20,8 +20,11 @@ namespace inkstone {
 struct GenerateConfig {
   SamplingConfig sampling;
   int max_new_tokens = 256;  // >= 1
-  int num_samples = 1;       // per prompt, >= 1
-  bool stop_at_eot = true;   // <|endoftext|> ends the text (and is not printed)
+  // <|endoftext|> cannot be sampled before this many new tokens (Hugging Face's min_new_tokens): a
+  // small model that likes to end early still writes a body. 0 <= min_new_tokens <= max_new_tokens.
+  int min_new_tokens = 0;
+  int num_samples = 1;      // per prompt, >= 1
+  bool stop_at_eot = true;  // <|endoftext|> ends the text (and is not printed)
   // Put <|endoftext|> before the prompt, as training put it before every document.
   bool start_of_document = true;
   std::vector<std::string> stop = {};  // the text ends before the first of these (none empty)

@@ -53,12 +53,14 @@ void penalise(std::span<const float> raw, std::span<float> out, std::span<const 
 // The processors: `raw` with the penalties applied, into `out` (reusing its capacity). Returns the
 // greedy choice, the processed argmax.
 int32_t process(std::span<const float> raw, std::span<const int32_t> history, const SamplingConfig& config,
-                std::vector<float>& out) {
+                std::vector<float>& out, int32_t suppressed = -1) {
   assert(!raw.empty());
   check_finite(raw);
   out.assign(raw.begin(), raw.end());
   if (config.repetition_penalty != 1) penalise(raw, out, history, config.repetition_penalty);
   if (config.no_repeat_ngram_size > 0) ban_repeated_ngrams(out, history, config.no_repeat_ngram_size);
+  if (suppressed >= 0 && static_cast<size_t>(suppressed) < out.size())
+    out[static_cast<size_t>(suppressed)] = kRemoved;
   const int32_t best = argmax(out);
   if (out[static_cast<size_t>(best)] == kRemoved)
     fail(
@@ -210,8 +212,8 @@ Sampler::Sampler(const SamplingConfig& config) : config_(config), rng_(config.se
   validate(config_);
 }
 
-int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history) {
-  const int32_t best = process(logits, history, config_, scratch_);
+int32_t Sampler::sample(std::span<const float> logits, std::span<const int32_t> history, int32_t suppressed) {
+  const int32_t best = process(logits, history, config_, scratch_, suppressed);
   if (config_.temperature == 0) return best;
   const double total = warp(scratch_, best, config_, weights_, order_);
 

@@ -52,7 +52,10 @@ class Sampler {
  public:
   explicit Sampler(const SamplingConfig& config);
   // `logits` are the real vocabulary's (no padding). Deterministic for the seed and call sequence.
-  int32_t sample(std::span<const float> logits, std::span<const int32_t> history = {});
+  // `suppressed` (>= 0) is a token that cannot be drawn: generation's min_new_tokens rules out
+  // <|endoftext|> this way, after the penalties and before every warper, as HF's logits processor.
+  int32_t sample(std::span<const float> logits, std::span<const int32_t> history = {},
+                 int32_t suppressed = -1);
 
  private:
   SamplingConfig config_;

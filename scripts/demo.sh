@@ -21,4 +21,4 @@ echo "== plot"
 echo "== eval: every checkpoint of the run on the validation split"
 "$inkstone" eval "$run_dir" --data data/prepared/tang300 --json "$run_dir/eval.json"
 echo "== generate: 春眠"
-"$inkstone" generate "$run_dir/latest" --prompt "春眠" --max-new-tokens 240 --temperature 0.8 --top-p 0.9 --seed 7
+"$inkstone" generate "$run_dir/latest" --prompt "春眠" --max-new-tokens 240 --min-new-tokens 40 --temperature 0.8 --top-p 0.9 --seed 7

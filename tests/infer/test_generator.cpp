@@ -173,6 +173,24 @@ TEST_F(Generate, StopsAtEndOfTextWithoutPrintingIt) {
   EXPECT_TRUE(pieces.empty());
 }
 
+TEST_F(Generate, MinNewTokensRulesOutEndOfTextUntilThen) {
+  make_logits_constant(favouring(tokenizer_.eot_id()));  // 'A' next: the constant logits' runner-up
+  const GenerateResult r =
+      run("Hello", {.sampling = {.temperature = 0}, .max_new_tokens = 10, .min_new_tokens = 4});
+  EXPECT_EQ(r.finish_reason, "eot");
+  ASSERT_EQ(r.tokens.size(), 4u);  // then the favourite ends it
+  for (const int32_t t : r.tokens) EXPECT_NE(t, tokenizer_.eot_id());
+  // Log-probabilities stay the model's own: the ruled-out favourite still holds most of the mass.
+  for (const double lp : r.logprobs) EXPECT_LT(lp, -5.0);
+}
+
+TEST_F(Generate, MinNewTokensBeyondMaxNewTokensIsRefused) {
+  EXPECT_NE(error_of([&] {
+              run("Hello", {.sampling = {}, .max_new_tokens = 3, .min_new_tokens = 4});
+            }).find("--min-new-tokens must be in [0, --max-new-tokens = 3] (got 4)"),
+            std::string::npos);
+}
+
 TEST_F(Generate, WithoutStopAtEotTheEndOfTextIsJustAToken) {
   make_logits_constant(favouring(tokenizer_.eot_id()));
   const GenerateResult r =
