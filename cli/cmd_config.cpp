@@ -16,6 +16,7 @@
 #include "runtime/config.h"
 #include "runtime/error.h"
 #include "runtime/model_config.h"
+#include "runtime/model_source.h"
 #include "runtime/tokenizer.h"
 
 namespace inkstone::cli {
@@ -62,13 +63,26 @@ std::string gib(int64_t bytes) {
 
 // One line: the resolved shape, the parameter count and the fp32 training memory estimate.
 std::string summary(const RunConfig& config) {
-  const KnownVocab vocab = known_tokenizer_vocab(config.data);
+  KnownVocab vocab = known_tokenizer_vocab(config.data);
   GPT2Shape shape;
-  try {
-    shape = vocab.size > 0 || config.model.vocab > 0 ? resolve_shape(config.model, vocab.size)
-                                                     : resolve_architecture(config.model);
-  } catch (const Error& e) {
-    fail("{}: {}", config.source, e.what());
+  std::string name = config.model.preset;
+  if (!config.init_from.empty()) {
+    // The model is the source's (the trainer checks the config's model keys against it).
+    std::error_code ec;
+    if (!std::filesystem::exists(config.init_from, ec)) {
+      return fmt::format("model from init_from {}, which is not there yet: train or convert it first",
+                         config.init_from);
+    }
+    shape = read_model_source(config.init_from).shape;
+    name = "init_from " + config.init_from;
+    vocab = {shape.vocab, "init_from"};
+  } else {
+    try {
+      shape = vocab.size > 0 || config.model.vocab > 0 ? resolve_shape(config.model, vocab.size)
+                                                       : resolve_architecture(config.model);
+    } catch (const Error& e) {
+      fail("{}: {}", config.source, e.what());
+    }
   }
   const TrainConfig& train = config.train;
   if (trains_on_cpu(config.device)) {
@@ -76,8 +90,8 @@ std::string summary(const RunConfig& config) {
     check_fits_in_memory(config.model.preset, shape, train, ram, /*on_gpu=*/false);
   }
   const int64_t memory = training_memory_bytes(shape, train.micro_batch, train.seq_len);
-  const std::string dims = fmt::format("{}: {} layers, {} heads, n_embd {}, context {}", config.model.preset,
-                                       shape.n_layer, shape.n_head, shape.n_embd, shape.context);
+  const std::string dims = fmt::format("{}: {} layers, {} heads, n_embd {}, context {}", name, shape.n_layer,
+                                       shape.n_head, shape.n_embd, shape.context);
   const std::string batch = fmt::format("at micro_batch {} x seq_len {}", train.micro_batch, train.seq_len);
   if (shape.vocab == 0) {
     return fmt::format(

@@ -6,6 +6,7 @@
 
 #include "runtime/config.h"
 #include "support/test_support.h"
+#include "support/tiny_run.h"
 
 namespace inkstone {
 namespace {
@@ -80,6 +81,19 @@ TEST_F(ConfigCommand, VocabNotKnownYetIsSaidSo) {
   const testing::CommandResult r = testing::run_cli({"config", "run.yaml"}, dir.path());
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_TRUE(contains(r.err, "vocab from the tokenizer that `inkstone prepare` will write")) << r.err;
+}
+
+TEST_F(ConfigCommand, AnInitFromConfigDescribesTheSourcesModel) {
+  testing::write_tiny_checkpoint(dir / "base", 16, 3);  // n_embd 32, context 16, byte vocab
+  testing::write_file(dir / "run.yaml", "init_from: base\n");
+  const testing::CommandResult r = testing::run_cli({"config", "run.yaml"}, dir.path());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "init_from base: 2 layers, 2 heads, n_embd 32, context 16, vocab 257"))
+      << r.err;
+  const testing::CommandResult missing =
+      testing::run_cli({"config", "run.yaml", "init_from=nowhere"}, dir.path());
+  ASSERT_EQ(missing.exit_code, 0) << missing.err;
+  EXPECT_TRUE(contains(missing.err, "init_from nowhere, which is not there yet")) << missing.err;
 }
 
 TEST_F(ConfigCommand, VocabThatContradictsTheTokenizer) {
