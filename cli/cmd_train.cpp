@@ -44,8 +44,10 @@ void run_train(const TrainOptions& options) {
       if (!o.starts_with("train.resume=")) command += " " + shell_quoted(o);
     }
     fmt::print(stderr, "stopped by {} after step {}; checkpoint {}\nresume with: {} train.resume=auto\n",
-               result.stopped_by == SIGINT ? "SIGINT" : "SIGTERM", result.step,
-               result.last_checkpoint.string(), command);
+               result.stopped_by == SIGINT    ? "SIGINT"
+               : result.stopped_by == SIGTERM ? "SIGTERM"
+                                              : "SIGUSR1",
+               result.step, result.last_checkpoint.string(), command);
     return;
   }
   if (result.steps_run == 0) {

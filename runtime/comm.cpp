@@ -59,6 +59,7 @@ class SingleCommunicator final : public Communicator {
   void start_all_reduce_sum(Tensor) override {}
   void wait_reductions() override {}
   void all_gather(Tensor, std::span<const int64_t>) override {}
+  void set_timeout(double, const std::string&) override {}
   [[noreturn]] void abort(const std::string& message, int exit_code) override {
     fmt::print(stderr, "inkstone: error: {}\n", message);
     std::fflush(stderr);

@@ -77,6 +77,10 @@ class Communicator {
   // element indices, non-decreasing); afterwards every rank holds every part. In place.
   virtual void all_gather(Tensor buffer, std::span<const int64_t> offsets) = 0;
 
+  // Every later collective waits at most `seconds` before ending the job; messages name `key`, the
+  // setting that says so (a checkpoint's closing barrier waits longer than a step's collectives).
+  virtual void set_timeout(double seconds, const std::string& key) = 0;
+
   // Ends every process of the job, after printing "inkstone: error: rank R: message" on this one.
   [[noreturn]] virtual void abort(const std::string& message, int exit_code) = 0;
 };

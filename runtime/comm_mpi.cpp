@@ -10,6 +10,7 @@
 #include <chrono>
 #include <climits>
 #include <cstdio>
+#include <exception>
 #include <thread>
 #include <vector>
 
@@ -77,7 +78,11 @@ class MpiCommunicator final : public Communicator {
   }
 
   ~MpiCommunicator() override {
-    if (owns_mpi_) MPI_Finalize();
+    if (!owns_mpi_) return;
+    // Unwinding from an error: MPI_Finalize would wait for ranks that are waiting for this one in a
+    // collective. End the job instead; the error itself was reported by whoever caught it.
+    if (std::uncaught_exceptions() > 0) MPI_Abort(MPI_COMM_WORLD, 1);
+    MPI_Finalize();
   }
 
   std::string name() const override { return fmt::format("mpi ({})", library_); }
@@ -134,6 +139,11 @@ class MpiCommunicator final : public Communicator {
     wait(&request, 1, "the parameter all-gather");
   }
 
+  void set_timeout(double seconds, const std::string& key) override {
+    timeout_s_ = seconds;
+    timeout_key_ = key;
+  }
+
   [[noreturn]] void abort(const std::string& message, int exit_code) override {
     fmt::print(stderr, "inkstone: error: rank {}: {}\n", rank_, message);
     std::fflush(stderr);
@@ -157,9 +167,9 @@ class MpiCommunicator final : public Communicator {
       if (code != MPI_SUCCESS) abort(fmt::format("{} failed: {}", what, mpi_error(code)), 1);
       if (done) return;
       if (Clock::now() > deadline) {
-        abort(fmt::format("{} did not complete within {} s (distributed.timeout_s): a rank died, hangs or "
-                          "stopped taking part; ending the job",
-                          what, timeout_s_),
+        abort(fmt::format("{} did not complete within {} s ({}): a rank died, hangs or stopped taking part; "
+                          "ending the job",
+                          what, timeout_s_, timeout_key_),
               1);
       }
       if (spins < 2000) {
@@ -171,6 +181,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   double timeout_s_;
+  std::string timeout_key_ = "distributed.timeout_s";
   bool owns_mpi_ = false;
   int rank_ = 0, size_ = 1, local_rank_ = 0;
   std::string library_;

@@ -250,6 +250,12 @@ class NcclCommunicator final : public Communicator {
     wait_for(compute_event_, kAllGather);
   }
 
+  void set_timeout(double seconds, const std::string& key) override {
+    timeout_s_ = seconds;
+    timeout_key_ = key;
+    if (host_) host_->set_timeout(seconds, key);
+  }
+
   [[noreturn]] void abort(const std::string& message, int exit_code) override {
     // The host communicator's abort prints the same line; print it once.
     if (host_ == nullptr) {
@@ -317,9 +323,8 @@ class NcclCommunicator final : public Communicator {
 
   [[noreturn]] void end_job(const char* collective, ncclResult_t status) {
     if (status == ncclInProgress) {
-      abort(fmt::format("{} did not complete within {} s (distributed.timeout_s): a rank died or hangs; "
-                        "ending the job",
-                        collective, timeout_s_),
+      abort(fmt::format("{} did not complete within {} s ({}): a rank died or hangs; ending the job",
+                        collective, timeout_s_, timeout_key_),
             1);
     }
     const std::string detail = ncclGetLastError(comm_);
@@ -417,7 +422,8 @@ class NcclCommunicator final : public Communicator {
   }
 
   const LaunchInfo launch_;
-  const double timeout_s_;
+  double timeout_s_;
+  std::string timeout_key_ = "distributed.timeout_s";
   const std::unique_ptr<Communicator> host_;  // MPI under mpirun / srun; null under a torchrun-style launch
   std::string name_;
   ncclComm_t comm_ = nullptr;

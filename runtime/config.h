@@ -74,6 +74,9 @@ struct DistributedConfig {
       0;  // 1: AdamW state sharded across ranks (ZeRO-1), parameters all-gathered after each step
   double bucket_mb = 25;   // gradients are all-reduced in buckets of about this many MiB
   double timeout_s = 300;  // a collective waiting longer ends the job (a rank died or hangs)
+  // The ranks' wait while rank 0 writes a checkpoint (serialising, fsync, retention: minutes for a
+  // large model on a slow filesystem); the rest of the time timeout_s applies.
+  double checkpoint_timeout_s = 1800;
   std::string rendezvous;  // torchrun-style GPU launch: a folder every rank sees, for the NCCL id
 
   bool operator==(const DistributedConfig&) const = default;

@@ -157,6 +157,7 @@ const std::vector<ConfigField>& config_fields() {
       {"distributed.zero_stage", ref<&DistributedConfig::zero_stage>, within(0, 1)},
       {"distributed.bucket_mb", ref<&DistributedConfig::bucket_mb>, between(0, 1 << 16)},
       {"distributed.timeout_s", ref<&DistributedConfig::timeout_s>, between(0, 1e6)},
+      {"distributed.checkpoint_timeout_s", ref<&DistributedConfig::checkpoint_timeout_s>, between(0, 1e6)},
       {"distributed.rendezvous", ref<&DistributedConfig::rendezvous>, EmptyText::kAllowed},
 
       {"init_from", ref<&RunConfig::init_from>, EmptyText::kAllowed},

@@ -33,10 +33,17 @@ AdamWOptimizer::AdamWOptimizer(GPT2& model, const AdamWConfig& config, int64_t s
 }
 
 float AdamWOptimizer::step(float lr) {
-  Backend& backend = model_.backend();
+  return apply(lr, gradient_norm());
+}
+
+double AdamWOptimizer::gradient_norm() const {
   // The gradient buffer's alignment gaps and wte pad rows are zero, so the whole buffer's sum of
   // squares is the sum over the real gradients.
-  const double norm = std::sqrt(backend.sum_of_squares(model_.gradient_buffer()));
+  return std::sqrt(model_.backend().sum_of_squares(model_.gradient_buffer()));
+}
+
+float AdamWOptimizer::apply(float lr, double norm) {
+  Backend& backend = model_.backend();
   if (!std::isfinite(norm)) return static_cast<float>(norm);
   const double scale = config_.grad_clip > 0 ? std::min(1.0, config_.grad_clip / (norm + 1e-6)) : 1.0;
   ++steps_;

@@ -40,6 +40,12 @@ class AdamWOptimizer {
   // caller sees the NaN/Inf and decides (skip the batch, stop the run).
   float step(float lr);
 
+  // step() in two halves, for data-parallel ranks that must all apply the same norm: the global norm of
+  // the gradient buffer (its reduction order may differ between ranks with different thread counts or
+  // devices), then the update with a given norm (nothing happens when it is not finite).
+  double gradient_norm() const;
+  float apply(float lr, double norm);
+
   int64_t steps() const { return steps_; }           // updates applied so far
   void set_steps(int64_t steps) { steps_ = steps; }  // when restoring a checkpoint
   // The moments of elements [shard_begin(), shard_end()) of the parameter buffer.

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdlib>
 #include <cstring>
@@ -40,16 +41,43 @@ void check_same_config(Communicator& comm, const std::string& config_yaml) {
   }
 }
 
+namespace {
+
+// FNV-1a over the parameter buffer's bytes, downloaded in pieces (a GPU's buffer may be gigabytes).
+uint64_t weights_hash(GPT2& model) {
+  const Tensor all = model.parameter_buffer();
+  const int64_t element = static_cast<int64_t>(dtype_size(all.dtype));
+  const int64_t piece = (int64_t{64} << 20) / element;
+  std::vector<unsigned char> host(static_cast<size_t>(piece * element));
+  uint64_t hash = 14695981039346656037ull;
+  for (int64_t first = 0; first < all.numel(); first += piece) {
+    const int64_t n = std::min(piece, all.numel() - first);
+    model.backend().download(host.data(),
+                             Tensor(static_cast<char*>(all.data) + first * element, all.dtype, {n}));
+    for (size_t i = 0; i < static_cast<size_t>(n * element); ++i) hash = (hash ^ host[i]) * 1099511628211ull;
+  }
+  return hash;
+}
+
+}  // namespace
+
 void check_same_weights(Communicator& comm, GPT2& model) {
   if (comm.single()) return;
-  std::array<double, 1> low{model.backend().sum_of_squares(model.parameter_buffer())}, high = low;
+  const uint64_t hash = weights_hash(model);
+  std::array<double, 2> low{double(hash & 0xffffffffu), double(hash >> 32)}, high = low;
   comm.all_reduce(low, ReduceOp::Min);
   comm.all_reduce(high, ReduceOp::Max);
   if (low != high) {
     fail(
-        "the ranks of this job start from different weights (a checkpoint or init_from path each rank reads "
+        "the ranks of this job hold different weights (a checkpoint or init_from path each rank reads "
         "differently?); every rank must see the same files");
   }
+}
+
+double agreed_norm(Communicator& comm, double norm) {
+  if (comm.single()) return norm;
+  comm.broadcast(std::as_writable_bytes(std::span(&norm, 1)), 0);
+  return norm;
 }
 
 std::optional<std::filesystem::path> broadcast_path(Communicator& comm,

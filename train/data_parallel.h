@@ -22,8 +22,13 @@ int grad_accum_per_rank(const RunConfig& config, int world_size);
 // Throws unless every rank was started with the same resolved config (compared by a hash of its YAML).
 void check_same_config(Communicator& comm, const std::string& config_yaml);
 
-// Throws unless every rank holds bit-identical parameters (compared by their sum of squares, exactly).
+// Throws unless every rank holds bit-identical parameters (compared by a hash of their bytes).
 void check_same_weights(Communicator& comm, GPT2& model);
+
+// Rank 0's gradient norm on every rank: each rank's own may differ in its last bits (the reduction
+// order follows its thread count or device), and a clip scale that differed would let the ranks'
+// weights drift apart.
+double agreed_norm(Communicator& comm, double norm);
 
 // Rank 0's path (or its absence) on every rank.
 std::optional<std::filesystem::path> broadcast_path(Communicator& comm,

@@ -14,6 +14,7 @@ extern "C" void on_stop_signal(int sig) {
   // The next SIGINT / SIGTERM takes the default action: a user pressing Ctrl-C twice means it.
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
+  std::signal(SIGUSR1, SIG_DFL);
 }
 
 }  // namespace
@@ -25,6 +26,8 @@ void install_stop_handlers() {
   action.sa_flags = SA_RESTART;  // a write interrupted by the signal resumes instead of failing
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
+  // mpirun forwards SIGUSR1 to every rank, where Ctrl-C / SIGTERM to mpirun kill them a second later.
+  sigaction(SIGUSR1, &action, nullptr);
 }
 
 int stop_signal() {

@@ -324,7 +324,9 @@ void Trainer::setup() {
   if (backend_->kind() == DeviceKind::CPU) {
     const int64_t ram = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
     // Ranks on one node share its memory.
-    check_fits_in_memory(config_.model.preset, shape_, t_, ram / std::max(1, world), /*on_gpu=*/false);
+    // Ranks on one node share its memory (unknown under srun: then each is given all of it).
+    check_fits_in_memory(config_.model.preset, shape_, t_, ram / std::max(1, launch_.local_world_size),
+                         /*on_gpu=*/false);
   }
 #if INKSTONE_HAVE_CUDA
   if (backend_->kind() == DeviceKind::CUDA) check_fits_on_gpu();
@@ -435,14 +437,17 @@ void Trainer::train_step() {
   comm_->all_reduce(loss, ReduceOp::Sum);  // NaN on one rank is NaN on all: they skip together
   if (hooks_.after_backward) hooks_.after_backward(state_.step, *model_);
   // AdamW leaves everything untouched when the norm is not finite; a non-finite loss never reaches it.
-  // Every rank holds the same summed gradients, so every rank computes the same norm and decision.
-  const double norm = std::isfinite(loss[0]) ? optimizer_->step(static_cast<float>(lr))
-                                             : std::numeric_limits<double>::quiet_NaN();
+  // Every rank holds the same summed gradients and applies rank 0's norm: the same update everywhere.
+  double norm = std::numeric_limits<double>::quiet_NaN();
+  if (std::isfinite(loss[0])) {
+    norm = agreed_norm(*comm_, optimizer_->gradient_norm());
+    optimizer_->apply(static_cast<float>(lr), norm);
+  }
   const bool bad = !std::isfinite(loss[0]) || !std::isfinite(norm);
   if (!bad && !shard_offsets_.empty()) {
-    // ZeRO-1: each rank updated its shard; everyone takes everyone's.
+    // ZeRO-1: each rank updated its shard; everyone takes everyone's. (The fp32 master of mixed
+    // precision is gathered only for checkpoints: nothing else reads other ranks' parts of it.)
     comm_->all_gather(model_->parameter_buffer(), shard_offsets_);
-    if (model_->mixed_precision()) comm_->all_gather(model_->master_buffer(), shard_offsets_);
   }
   if (bad) {
     report_bad_step(loss[0], norm);
@@ -537,6 +542,7 @@ void Trainer::checkpoint() {
                                                      config_, data_.tokenizer_json, t_.keep_last);
     }
   } else {
+    if (model_->mixed_precision()) comm_->all_gather(model_->master_buffer(), shard_offsets_);
     // Full-size moments for the file, only while it is written.
     const int64_t total = model_->parameter_buffer().numel();
     DeviceTensor m(*backend_, DType::F32, {total}), v(*backend_, DType::F32, {total});
@@ -554,6 +560,12 @@ void Trainer::checkpoint() {
                                                      config_, data_.tokenizer_json, t_.keep_last);
     }
   }
+  // The other ranks wait here while rank 0 writes: minutes for a large model on a slow filesystem,
+  // which the per-collective timeout must not mistake for a dead rank.
+  comm_->set_timeout(config_.distributed.checkpoint_timeout_s, "distributed.checkpoint_timeout_s");
+  std::array<double, 1> written{1};
+  comm_->all_reduce(written, ReduceOp::Min);
+  comm_->set_timeout(config_.distributed.timeout_s, "distributed.timeout_s");
   say(fmt::format("step {}: checkpoint {}", state_.step, result_.last_checkpoint.string()));
 }
 
@@ -589,6 +601,12 @@ TrainResult Trainer::run() {
     return run_steps();
   } catch (const Error& e) {
     if (comm_ && !comm_->single()) comm_->abort(e.what(), 1);
+    throw;
+  } catch (const std::exception& e) {  // a bug or out of memory: the same, with main's internal-error code
+    if (comm_ && !comm_->single()) comm_->abort(fmt::format("internal error: {}", e.what()), 70);
+    throw;
+  } catch (...) {
+    if (comm_ && !comm_->single()) comm_->abort("internal error: an unknown exception", 70);
     throw;
   }
 }

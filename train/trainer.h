@@ -33,7 +33,7 @@ struct TrainResult {
   std::filesystem::path last_checkpoint;
   double last_loss = std::numeric_limits<double>::quiet_NaN();
   double last_val_loss = std::numeric_limits<double>::quiet_NaN();
-  int rank = 0;        // of this process in a data-parallel job; only rank 0 reports
+  int rank = 0;  // of this process in a data-parallel job; only rank 0 reports
   int world_size = 1;
 };
 

@@ -215,6 +215,19 @@ TEST_F(DistributedTrain, ARankThatHangsEndsTheJobAfterTheTimeout) {
   EXPECT_LT(seconds, 40.0);
 }
 
+// Ranks whose thread counts differ (uneven nodes) split their reductions differently: the job's start
+// and end checks must compare the weights' bytes (a sum of squares would differ in its last bits and
+// refuse to start), and every rank applies rank 0's gradient norm.
+TEST_F(DistributedTrain, RanksWithDifferentThreadCountsStayIdentical) {
+  SKIP_WITHOUT_MPI();
+  const std::vector<std::string> args = testing::train_args(
+      run_, {"train.grad_accum=2", "train.grad_clip=1e-3", "output_dir=" + (dir_ / "threads").string()});
+  const CommandResult r = testing::run_mpi({{.ranks = 1, .args = args, .env = {"OMP_NUM_THREADS=1"}},
+                                            {.ranks = 1, .args = args, .env = {"OMP_NUM_THREADS=2"}}});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(losses_of(dir_ / "threads").size(), 8u);
+}
+
 TEST_F(DistributedTrain, ANaNOnOneRankSkipsTheStepOnEveryRank) {
   SKIP_WITHOUT_MPI();
   const CommandResult r = job(2, "nan", {"train.grad_accum=2"}, {{"INKSTONE_TEST_FAIL", "1:2:nan"}});
@@ -266,6 +279,41 @@ TEST_F(DistributedTrain, ASignalToOneRankStopsEveryRankAtTheSameStepWithACheckpo
   const size_t steps = losses_of(out).size();
   EXPECT_EQ(fs::read_symlink(out / "latest"), fmt::format("step_{:08d}", steps));
   EXPECT_LT(steps, 1000000u);
+}
+
+// The pid of the mpirun whose command line mentions `marker`, or -1.
+pid_t mpirun_pid(const std::string& marker) {
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename().string();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    const std::string cmdline = testing::read_file(entry.path() / "cmdline");
+    if (cmdline.starts_with(std::string("mpirun") + '\0') && cmdline.find(marker) != std::string::npos) {
+      return static_cast<pid_t>(std::stol(name));
+    }
+  }
+  return -1;
+}
+
+TEST_F(DistributedTrain, SigUsr1ToMpirunStopsTheJobCleanly) {
+  SKIP_WITHOUT_MPI();
+  const fs::path out = dir_ / "usr1";
+  CommandResult r;
+  std::thread job_thread([&] {
+    r = job(2, "usr1",
+            {"train.grad_accum=2", "train.max_steps=1000000", "train.eval_interval=1000000",
+             "train.checkpoint_interval=1000000"});
+  });
+  pid_t pid = -1;
+  for (int i = 0; i < 600 && (pid < 0 || losses_of(out).size() < 3); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (pid < 0) pid = mpirun_pid(out.string());
+  }
+  ASSERT_GT(pid, 0) << "mpirun never appeared";
+  ::kill(pid, SIGUSR1);
+  job_thread.join();
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("stopped by SIGUSR1 after step"), std::string::npos) << r.err;
+  EXPECT_EQ(fs::read_symlink(out / "latest"), fmt::format("step_{:08d}", losses_of(out).size()));
 }
 
 TEST_F(DistributedTrain, ARankKilledMidRunEndsTheJob) {

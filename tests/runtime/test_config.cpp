@@ -498,6 +498,7 @@ const std::vector<std::string> kAllKeys = {
     "distributed.zero_stage",
     "distributed.bucket_mb",
     "distributed.timeout_s",
+    "distributed.checkpoint_timeout_s",
     "distributed.rendezvous",
     "init_from",
     "device",
@@ -571,6 +572,7 @@ TEST(ConfigYaml, EveryFieldRoundTripsExactly) {
   c.distributed.zero_stage = 1;
   c.distributed.bucket_mb = 0.1 + 0.2;
   c.distributed.timeout_s = 1e-3;
+  c.distributed.checkpoint_timeout_s = 7200.5;
   c.distributed.rendezvous = "/shared fs/rdzv";
   c.init_from = "runs/base/step_00001000";
   c.train.keep_last = 2;

@@ -35,24 +35,16 @@ std::string mpi_unavailable_reason() {
 #endif
 }
 
-CommandResult run_mpi(int ranks, const std::vector<std::string>& args,
-                      const std::vector<std::pair<std::string, std::string>>& env) {
+namespace {
+
+// Runs mpirun with `argv` (after the program name), capturing the job's output.
+CommandResult run_mpirun(std::vector<std::string> argv) {
   TempDir io;
   const fs::path out_path = io / "stdout", err_path = io / "stderr";
-  // OpenMPI refuses root unless told twice; CI runs as root. Shared memory between the ranks of one
-  // machine (vader) and the loopback TCP transport are all the tests need.
-  std::vector<std::string> argv = {"mpirun",          "-np",       std::to_string(ranks),
-                                   "--oversubscribe", "--bind-to", "none",
-                                   "--mca",           "btl",       "self,vader,tcp"};
-  for (const auto& [name, value] : env) {
-    setenv(name.c_str(), value.c_str(), 1);
-    argv.insert(argv.end(), {"-x", name});
-  }
-  argv.push_back(cli_path());
-  argv.insert(argv.end(), args.begin(), args.end());
   const pid_t pid = fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
+    // OpenMPI refuses root unless told twice; CI runs as root.
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
     const int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -67,7 +59,6 @@ CommandResult run_mpi(int ranks, const std::vector<std::string>& args,
     execvp("mpirun", c_argv.data());
     _exit(127);
   }
-  for (const auto& [name, value] : env) unsetenv(name.c_str());
   int status = 0;
   waitpid(pid, &status, 0);
   CommandResult r;
@@ -75,6 +66,32 @@ CommandResult run_mpi(int ranks, const std::vector<std::string>& args,
   r.out = read_file(out_path);
   r.err = read_file(err_path);
   return r;
+}
+
+// Oversubscribing the cores is fine for tests; shared memory between the ranks of one machine (vader)
+// and loopback TCP are all they need.
+const std::vector<std::string> kMpirun = {"mpirun", "--oversubscribe", "--bind-to", "none", "--mca",
+                                          "btl",    "self,vader,tcp"};
+
+}  // namespace
+
+CommandResult run_mpi(int ranks, const std::vector<std::string>& args,
+                      const std::vector<std::pair<std::string, std::string>>& env) {
+  MpiApp app{.ranks = ranks, .args = args, .env = {}};
+  for (const auto& [name, value] : env) app.env.push_back(name + "=" + value);
+  return run_mpi(std::vector<MpiApp>{app});
+}
+
+CommandResult run_mpi(const std::vector<MpiApp>& apps) {
+  std::vector<std::string> argv = kMpirun;
+  for (size_t i = 0; i < apps.size(); ++i) {
+    if (i > 0) argv.push_back(":");
+    argv.insert(argv.end(), {"-np", std::to_string(apps[i].ranks)});
+    for (const std::string& setting : apps[i].env) argv.insert(argv.end(), {"-x", setting});
+    argv.push_back(cli_path());
+    argv.insert(argv.end(), apps[i].args.begin(), apps[i].args.end());
+  }
+  return run_mpirun(std::move(argv));
 }
 
 }  // namespace inkstone::testing

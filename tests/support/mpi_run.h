@@ -17,4 +17,13 @@ std::string mpi_unavailable_reason();
 CommandResult run_mpi(int ranks, const std::vector<std::string>& args,
                       const std::vector<std::pair<std::string, std::string>>& env = {});
 
+// One part of a job whose ranks differ (mpirun's "A : B" form): `ranks` processes of inkstone ARGS with
+// NAME=VALUE settings of their own.
+struct MpiApp {
+  int ranks = 1;
+  std::vector<std::string> args;
+  std::vector<std::string> env;  // "NAME=VALUE"
+};
+CommandResult run_mpi(const std::vector<MpiApp>& apps);
+
 }  // namespace inkstone::testing
