@@ -27,21 +27,15 @@ int grad_accum_per_rank(const RunConfig& config, int world_size) {
   return accum / world_size;
 }
 
-void check_same_config(Communicator& comm, const std::string& config_yaml) {
-  if (comm.single()) return;
-  const uint64_t hash = std::hash<std::string>{}(config_yaml);
-  // Two exact 32-bit halves as doubles; every rank must see min == max for both.
-  std::array<double, 2> low{double(hash & 0xffffffffu), double(hash >> 32)}, high = low;
+namespace {
+
+// Whether every rank passed the same value: two exact 32-bit halves as doubles, min == max for both.
+bool same_on_every_rank(Communicator& comm, uint64_t value) {
+  std::array<double, 2> low{double(value & 0xffffffffu), double(value >> 32)}, high = low;
   comm.all_reduce(low, ReduceOp::Min);
   comm.all_reduce(high, ReduceOp::Max);
-  if (low != high) {
-    fail(
-        "the ranks of this job were started with different configs (a file or a key=value override differs); "
-        "launch every rank with the same config and overrides");
-  }
+  return low == high;
 }
-
-namespace {
 
 // FNV-1a over the parameter buffer's bytes, downloaded in pieces (a GPU's buffer may be gigabytes).
 uint64_t weights_hash(GPT2& model) {
@@ -61,17 +55,18 @@ uint64_t weights_hash(GPT2& model) {
 
 }  // namespace
 
+void check_same_config(Communicator& comm, const std::string& config_yaml) {
+  if (comm.single() || same_on_every_rank(comm, std::hash<std::string>{}(config_yaml))) return;
+  fail(
+      "the ranks of this job were started with different configs (a file or a key=value override differs); "
+      "launch every rank with the same config and overrides");
+}
+
 void check_same_weights(Communicator& comm, GPT2& model) {
-  if (comm.single()) return;
-  const uint64_t hash = weights_hash(model);
-  std::array<double, 2> low{double(hash & 0xffffffffu), double(hash >> 32)}, high = low;
-  comm.all_reduce(low, ReduceOp::Min);
-  comm.all_reduce(high, ReduceOp::Max);
-  if (low != high) {
-    fail(
-        "the ranks of this job hold different weights (a checkpoint or init_from path each rank reads "
-        "differently?); every rank must see the same files");
-  }
+  if (comm.single() || same_on_every_rank(comm, weights_hash(model))) return;
+  fail(
+      "the ranks of this job hold different weights (a checkpoint or init_from path each rank reads "
+      "differently?); every rank must see the same files");
 }
 
 double agreed_norm(Communicator& comm, double norm) {
