@@ -28,7 +28,8 @@ TEST(ConfigSchema, Sections) {
   EXPECT_TRUE(is_config_section("train"));
   EXPECT_FALSE(is_config_section("train.lr"));  // a field, not a section
   EXPECT_FALSE(is_config_section("tra"));
-  EXPECT_EQ(config_section_keys(""), "model, data, train, distributed, init_from, device, precision, output_dir");
+  EXPECT_EQ(config_section_keys(""),
+            "model, data, train, distributed, init_from, device, precision, output_dir");
   EXPECT_EQ(config_section_keys("model"), "preset, n_layer, n_head, n_embd, context, vocab");
 }
 
