@@ -148,6 +148,35 @@ std::string_view Corpus::document(size_t i) const {
   return std::string_view(texts_[d.file]).substr(d.span.begin, d.span.size);
 }
 
+size_t Corpus::hold_out_tail(double fraction) {
+  if (documents_.size() != 1 || !(fraction > 0 && fraction < 1)) {
+    fail("internal: hold_out_tail needs one document and a fraction in (0, 1)");
+  }
+  const Document whole = documents_[0];
+  const std::string_view text = document(0);
+  const auto target = static_cast<size_t>(static_cast<double>(text.size()) * (1.0 - fraction));
+  // The start of the line that holds the target byte, else the next line's, else the character there.
+  size_t cut = text.rfind('\n', target == 0 ? 0 : target - 1);
+  cut = cut == std::string_view::npos ? 0 : cut + 1;
+  if (cut == 0) {
+    const size_t next = text.find('\n', target);
+    cut = next == std::string_view::npos ? 0 : next + 1;
+  }
+  if (cut == 0 || cut >= text.size()) {
+    cut = target;
+    while (cut > 0 && cut < text.size() && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
+  }
+  if (cut == 0 || cut >= text.size()) {
+    fail(
+        "the corpus is one document of {} bytes, too short to hold out a validation slice; set "
+        "data.val_fraction: 0 or give more text",
+        text.size());
+  }
+  documents_ = {{whole.file, {whole.span.begin, cut}},
+                {whole.file, {whole.span.begin + cut, text.size() - cut}}};
+  return text.size() - cut;
+}
+
 Corpus read_corpus(const DataConfig& config, const std::vector<std::string>& files) {
   const InvalidUtf8Policy policy = parse_invalid_utf8_policy(config.invalid_utf8);
   Corpus corpus;

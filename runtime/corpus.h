@@ -62,6 +62,13 @@ class Corpus {
   const std::vector<CorpusFile>& files() const { return files_; }
   const CorpusStats& stats() const { return stats_; }
 
+  // A corpus of one document (a novel in one file) has nothing whole to hold out: this cuts it in two
+  // at the start of the line where its last `fraction` of bytes begins (or, in a text without line
+  // breaks, at the character there), so that document 1 is the tail, as nanoGPT holds out the end of
+  // Shakespeare. Returns the tail's size in bytes. Requires exactly one document and 0 < fraction < 1;
+  // throws inkstone::Error when the document is too short to leave text on both sides.
+  size_t hold_out_tail(double fraction);
+
  private:
   friend Corpus read_corpus(const DataConfig& config, const std::vector<std::string>& files);
   struct Document {

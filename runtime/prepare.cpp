@@ -333,8 +333,19 @@ PrepareReport prepare_corpus(const DataConfig& config, std::ostream& log) {
 
   const std::vector<std::string> corpus_files = expand_corpus(config.corpus);
   check_corpus_outside(corpus_files, dest);
-  const Corpus corpus = read_corpus(config, corpus_files);
-  const DocumentSplit split = split_documents_train_val(corpus.num_documents(), config.val_fraction);
+  Corpus corpus = read_corpus(config, corpus_files);
+  DocumentSplit split;
+  if (corpus.num_documents() == 1 && config.val_fraction > 0) {
+    // One document (a novel in one file): its tail is the validation text.
+    const size_t tail = corpus.hold_out_tail(config.val_fraction);
+    split = {.train = {0}, .val = {1}};
+    log << fmt::format(
+        "prepare: the corpus is one document; its last {} bytes, from a line start, are the "
+        "validation split\n",
+        tail);
+  } else {
+    split = split_documents_train_val(corpus.num_documents(), config.val_fraction);
+  }
   if (trained) tokenizer = train_tokenizer(config, corpus, split.train, log);
 
   const std::string tokenizer_json = tokenizer->to_json();

@@ -1,5 +1,6 @@
 #include "runtime/prepare.h"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -247,8 +248,31 @@ TEST_F(Prepare, RejectsBadSettings) {
   config.shard_tokens = 100;
   config.document_separator = "";  // two files, two documents: fine
   EXPECT_EQ(prepare_corpus(config, log).val.documents, 1u);
-  config.corpus = {(dir / "corpus" / "a.txt").string()};  // one document cannot be split
-  EXPECT_NE(error_of([&] { prepare_corpus(config, log); }).find("single document"), std::string::npos);
+}
+
+// One document (a novel in one file): the validation split is its tail, cut at a line start.
+TEST_F(Prepare, ASingleDocumentHoldsOutItsTail) {
+  std::string text;
+  for (int i = 0; i < 100; ++i) text += fmt::format("line {:03} of the only document\n", i);  // 30 bytes each
+  testing::write_file(dir / "novel.txt", text);
+  config.corpus = {(dir / "novel.txt").string()};
+  config.document_separator = "";
+  config.val_fraction = 0.1;
+  std::ostringstream log;
+  const PrepareReport report = prepare_corpus(config, log);
+  EXPECT_EQ(report.train.documents, 1u);
+  EXPECT_EQ(report.val.documents, 1u);
+  // 10% of 3,000 bytes starts inside line 90 (at byte 2,700 exactly: its start); the tail is lines 90-99.
+  EXPECT_EQ(report.val.text_bytes, 300u);
+  EXPECT_EQ(report.train.text_bytes, 2700u);
+  EXPECT_NE(log.str().find("its last 300 bytes, from a line start, are the validation split"),
+            std::string::npos)
+      << log.str();
+  // A text too short to leave something on both sides is refused.
+  testing::write_file(dir / "tiny.txt", "x");
+  config.corpus = {(dir / "tiny.txt").string()};
+  EXPECT_NE(error_of([&] { prepare_corpus(config, log); }).find("too short to hold out a validation slice"),
+            std::string::npos);
 }
 
 // ---------------------------------------------------------------- data.tokenizer: train
