@@ -99,6 +99,8 @@ class Trainer {
   TrainResult run_steps();
   void setup();
   void start_from_init_from();
+  // ZeRO-1: this rank's moment shards to (or from) full-layout buffers, which checkpoints hold.
+  void copy_moment_shards(const AdamWMoments& full, bool into_full);
   bool lead() const { return comm_->rank() == 0; }  // rank 0 logs and writes
   void say(const std::string& line) {
     if (progress_) progress_->message(line);
@@ -243,13 +245,7 @@ void Trainer::build_model_and_data() {
       DeviceTensor m(*backend_, DType::F32, {model_->parameter_buffer().numel()});
       DeviceTensor v(*backend_, DType::F32, {model_->parameter_buffer().numel()});
       state_ = load_run_checkpoint(*resume_from, *model_, AdamWMoments{m, v});
-      const int64_t first = optimizer_->shard_begin(), n = optimizer_->shard_end() - first;
-      if (n > 0) {
-        backend_->copy(Tensor(optimizer_->m().as<float>(), DType::F32, {n}),
-                       Tensor(m.view().as<float>() + first, DType::F32, {n}));
-        backend_->copy(Tensor(optimizer_->v().as<float>(), DType::F32, {n}),
-                       Tensor(v.view().as<float>() + first, DType::F32, {n}));
-      }
+      copy_moment_shards(AdamWMoments{m, v}, /*into_full=*/false);
       optimizer_->set_steps(state_.optimizer_steps);
     }
     train_loader_->restore(state_.data_cursor);
@@ -264,6 +260,20 @@ void Trainer::build_model_and_data() {
   }
   state_.world_size = world;
   check_same_weights(*comm_, *model_);
+}
+
+void Trainer::copy_moment_shards(const AdamWMoments& full, bool into_full) {
+  const int64_t first = optimizer_->shard_begin(), n = optimizer_->shard_end() - first;
+  if (n == 0) return;  // a rank may own nothing
+  for (const auto& [whole, shard] :
+       {std::pair{full.m, optimizer_->m()}, std::pair{full.v, optimizer_->v()}}) {
+    const Tensor part(whole.as<float>() + first, DType::F32, {n}), mine(shard.data, DType::F32, {n});
+    if (into_full) {
+      backend_->copy(part, mine);
+    } else {
+      backend_->copy(mine, part);
+    }
+  }
 }
 
 // init_from: the model's shape is the source's; its tokenizer must be the data's, or the token ids
@@ -323,7 +333,6 @@ void Trainer::setup() {
   compute_dtype_ = resolve_precision();
   if (backend_->kind() == DeviceKind::CPU) {
     const int64_t ram = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE);
-    // Ranks on one node share its memory.
     // Ranks on one node share its memory (unknown under srun: then each is given all of it).
     check_fits_in_memory(config_.model.preset, shape_, t_, ram / std::max(1, launch_.local_world_size),
                          /*on_gpu=*/false);
@@ -546,15 +555,11 @@ void Trainer::checkpoint() {
     // Full-size moments for the file, only while it is written.
     const int64_t total = model_->parameter_buffer().numel();
     DeviceTensor m(*backend_, DType::F32, {total}), v(*backend_, DType::F32, {total});
-    const int64_t first = optimizer_->shard_begin(), n = optimizer_->shard_end() - first;
-    for (const auto& [full, shard] :
-         {std::pair{m.view(), optimizer_->m()}, std::pair{v.view(), optimizer_->v()}}) {
-      backend_->fill_zero(full);
-      if (n > 0)
-        backend_->copy(Tensor(full.as<float>() + first, DType::F32, {n}),
-                       Tensor(shard.data, DType::F32, {n}));
-      comm_->all_gather(full, shard_offsets_);
-    }
+    backend_->fill_zero(m);
+    backend_->fill_zero(v);
+    copy_moment_shards(AdamWMoments{m, v}, /*into_full=*/true);
+    comm_->all_gather(m, shard_offsets_);
+    comm_->all_gather(v, shard_offsets_);
     if (lead()) {
       result_.last_checkpoint = write_run_checkpoint(config_.output_dir, *model_, AdamWMoments{m, v}, state_,
                                                      config_, data_.tokenizer_json, t_.keep_last);
