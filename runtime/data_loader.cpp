@@ -31,15 +31,23 @@ uint64_t uniform_below(Rng& rng, uint64_t bound) {
   }
 }
 
-// The epoch's window order, a pure function of (seed, epoch). The mixed seed goes through one
-// SplitMix step so that neighbouring epochs do not start overlapping SplitMix streams.
-std::vector<uint64_t> epoch_permutation(uint64_t seed, uint64_t epoch, uint64_t n) {
+// The epoch's window order and shift, a pure function of (seed, epoch). The mixed seed goes through
+// one SplitMix step so that neighbouring epochs do not start overlapping SplitMix streams. The shift
+// is drawn after the permutation, so the permutations are those of runs made before it existed.
+struct EpochPlan {
+  std::vector<uint64_t> order;
+  uint64_t shift = 0;
+};
+
+EpochPlan epoch_plan(uint64_t seed, uint64_t epoch, uint64_t n, uint64_t T) {
   Rng mixer(seed ^ (epoch * 0x9E3779B97F4A7C15ull));
   Rng rng(mixer.next_u64());
-  std::vector<uint64_t> order(n);
-  std::iota(order.begin(), order.end(), uint64_t{0});
-  for (uint64_t i = n; i > 1; --i) std::swap(order[i - 1], order[uniform_below(rng, i)]);
-  return order;
+  EpochPlan plan;
+  plan.order.resize(n);
+  std::iota(plan.order.begin(), plan.order.end(), uint64_t{0});
+  for (uint64_t i = n; i > 1; --i) std::swap(plan.order[i - 1], plan.order[uniform_below(rng, i)]);
+  plan.shift = epoch == 0 ? 0 : uniform_below(rng, T);
+  return plan;
 }
 
 }  // namespace
@@ -95,7 +103,9 @@ void BatchLoader::restore(const DataCursor& cursor) {
         what_, cursor.index, cursor.epoch, windows_per_epoch(), T_);
   }
   if (order_ == Order::Shuffled && (permutation_.empty() || cursor.epoch != cursor_.epoch)) {
-    permutation_ = epoch_permutation(seed_, cursor.epoch, total_windows_);
+    EpochPlan plan = epoch_plan(seed_, cursor.epoch, total_windows_, static_cast<uint64_t>(T_));
+    permutation_ = std::move(plan.order);
+    shift_ = plan.shift;
   }
   cursor_ = cursor;
 }
@@ -103,7 +113,7 @@ void BatchLoader::restore(const DataCursor& cursor) {
 uint64_t BatchLoader::window_start(uint64_t k) const {
   const uint64_t global = k * static_cast<uint64_t>(world_size_) + static_cast<uint64_t>(rank_);
   const uint64_t window = order_ == Order::Shuffled ? permutation_[global] : global;
-  return window * static_cast<uint64_t>(T_);
+  return window * static_cast<uint64_t>(T_) + shift_;  // < tokens_.size(): shift_ < T
 }
 
 void BatchLoader::next(int B, std::span<int32_t> inputs, std::span<int32_t> targets) {
@@ -114,9 +124,11 @@ void BatchLoader::next(int B, std::span<int32_t> inputs, std::span<int32_t> targ
   }
   for (size_t b = 0; b < static_cast<size_t>(B); ++b) {
     if (cursor_.index == windows_per_epoch()) restore({cursor_.epoch + 1, 0});
-    const int32_t* window = tokens_.data() + window_start(cursor_.index++);
-    std::copy(window, window + T, inputs.begin() + b * T);
-    std::copy(window + 1, window + 1 + T, targets.begin() + b * T);
+    const size_t start = window_start(cursor_.index++);
+    for (size_t t = 0; t < T; ++t) {  // a shifted window may run past the end into the start
+      inputs[b * T + t] = tokens_[(start + t) % tokens_.size()];
+      targets[b * T + t] = tokens_[(start + t + 1) % tokens_.size()];
+    }
   }
 }
 

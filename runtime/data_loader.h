@@ -4,10 +4,15 @@
 // poem collections, are megabytes). A window is T+1 consecutive tokens: inputs are its first T,
 // targets its last T. Windows start at multiples of T, so an epoch covers every token once.
 //
-// Order::Shuffled: each epoch visits the windows in a permutation drawn from (seed, epoch) alone, so
-// the whole data order is a pure function of (seed, cursor) — resuming from a saved cursor replays
-// exactly the batches an uninterrupted run would have seen. Order::Sequential: windows in file order
-// (validation). `rank` / `world_size` give each process every world_size-th window of the epoch.
+// Order::Shuffled: each epoch visits the windows in a permutation drawn from (seed, epoch) alone, and
+// every epoch after the first shifts all its windows by an amount in [0, T) drawn with it, wrapping
+// from the split's end to its start (where <|endoftext|> opens the first document). Without the
+// shift a token would sit at the same position of the same window, after the same context, in every
+// epoch; a poem collection is seen for tens of epochs, and the shift is what keeps the model from
+// learning those windows by heart (nanoGPT draws every window's start at random for the same reason).
+// The whole data order is a pure function of (seed, cursor): resuming from a saved cursor replays
+// exactly the batches an uninterrupted run would have seen. Order::Sequential: windows in file order,
+// never shifted (validation). `rank` / `world_size` give each process every world_size-th window.
 #pragma once
 
 #include <cstdint>
@@ -51,7 +56,8 @@ class BatchLoader {
   // next epoch (a new permutation) whenever this one is used up.
   void next(int B, std::span<int32_t> inputs, std::span<int32_t> targets);
 
-  uint64_t windows_per_epoch() const;  // this rank's
+  uint64_t windows_per_epoch() const;              // this rank's
+  uint64_t epoch_shift() const { return shift_; }  // of the current epoch's windows; 0 in the first
   DataCursor cursor() const { return cursor_; }
   void restore(const DataCursor& cursor);  // throws inkstone::Error if index > windows_per_epoch()
   void rewind() { restore({}); }
@@ -68,6 +74,7 @@ class BatchLoader {
   uint64_t total_windows_;
   DataCursor cursor_;
   std::vector<uint64_t> permutation_;  // of the current epoch (Shuffled)
+  uint64_t shift_ = 0;                 // of the current epoch's windows (Shuffled, after the first)
 };
 
 }  // namespace inkstone

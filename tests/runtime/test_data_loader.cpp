@@ -39,30 +39,46 @@ Batch take(BatchLoader& loader, int B, int T) {
   return batch;
 }
 
-// The window index of each row of a batch, checking on the way that every row is a window of
-// consecutive tokens with targets shifted by one.
-std::vector<int> window_indices(const Batch& batch, int B, int T) {
+// The window index of each row of a batch whose windows are shifted by `shift` tokens, checking on
+// the way that every row is a window of consecutive tokens (wrapping from the last token to the first)
+// with targets shifted by one.
+std::vector<int> window_indices(const Batch& batch, int B, int T, size_t n_tokens, int shift = 0) {
+  const auto n = static_cast<int32_t>(n_tokens);
   std::vector<int> windows;
   for (int b = 0; b < B; ++b) {
     const int32_t first = batch.inputs[static_cast<size_t>(b * T)];
-    EXPECT_EQ(first % T, 0) << "row " << b << " does not start at a multiple of T";
+    EXPECT_EQ((first - shift) % T, 0) << "row " << b << " does not start at a multiple of T plus " << shift;
     for (int t = 0; t < T; ++t) {
-      EXPECT_EQ(batch.inputs[static_cast<size_t>(b * T + t)], first + t) << "row " << b << " col " << t;
-      EXPECT_EQ(batch.targets[static_cast<size_t>(b * T + t)], first + t + 1) << "row " << b << " col " << t;
+      EXPECT_EQ(batch.inputs[static_cast<size_t>(b * T + t)], (first + t) % n) << "row " << b << " col " << t;
+      EXPECT_EQ(batch.targets[static_cast<size_t>(b * T + t)], (first + t + 1) % n)
+          << "row " << b << " col " << t;
     }
-    windows.push_back(first / T);
+    windows.push_back((first - shift) / T);
   }
   return windows;
 }
 
-// The windows of `epochs` whole epochs, one batch row at a time.
-std::vector<std::vector<int>> epochs_of(BatchLoader& loader, int epochs, int T) {
-  std::vector<std::vector<int>> result(static_cast<size_t>(epochs));
-  for (auto& epoch : result) {
-    for (uint64_t i = 0; i < loader.windows_per_epoch(); ++i)
-      epoch.push_back(window_indices(take(loader, 1, T), 1, T)[0]);
+// The windows of `epochs` whole epochs, one batch row at a time, and each epoch's shift.
+struct Epochs {
+  std::vector<std::vector<int>> windows;
+  std::vector<int> shifts;
+};
+
+Epochs shifted_epochs_of(BatchLoader& loader, int epochs, int T, size_t n_tokens) {
+  Epochs result;
+  for (int e = 0; e < epochs; ++e) {
+    std::vector<int>& epoch = result.windows.emplace_back();
+    for (uint64_t i = 0; i < loader.windows_per_epoch(); ++i) {
+      const Batch row = take(loader, 1, T);
+      epoch.push_back(window_indices(row, 1, T, n_tokens, static_cast<int>(loader.epoch_shift()))[0]);
+    }
+    result.shifts.push_back(static_cast<int>(loader.epoch_shift()));
   }
   return result;
+}
+
+std::vector<std::vector<int>> epochs_of(BatchLoader& loader, int epochs, int T, size_t n_tokens) {
+  return shifted_epochs_of(loader, epochs, T, n_tokens).windows;
 }
 
 std::vector<int> sorted(std::vector<int> v) {
@@ -128,9 +144,9 @@ TEST(BatchLoader, SequentialVisitsWindowsInOrderThenStartsOver) {
   const auto tokens = counting(23);  // (23 - 1) / 4 = 5 windows; tokens 20..22 only as targets
   BatchLoader loader(tokens, T, BatchLoader::Order::Sequential, 1, "test data");
   EXPECT_EQ(loader.windows_per_epoch(), 5u);
-  EXPECT_EQ(window_indices(take(loader, 3, T), 3, T), (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(window_indices(take(loader, 3, T), 3, T, tokens.size()), (std::vector<int>{0, 1, 2}));
   EXPECT_EQ(loader.cursor(), (DataCursor{0, 3}));
-  EXPECT_EQ(window_indices(take(loader, 3, T), 3, T), (std::vector<int>{3, 4, 0}));
+  EXPECT_EQ(window_indices(take(loader, 3, T), 3, T, tokens.size()), (std::vector<int>{3, 4, 0}));
   EXPECT_EQ(loader.cursor(), (DataCursor{1, 1}));
 }
 
@@ -149,11 +165,43 @@ TEST(BatchLoader, ShuffledVisitsEveryWindowOncePerEpochInADifferentOrder) {
   const auto tokens = counting(windows * T + 1);
   BatchLoader loader(tokens, T, BatchLoader::Order::Shuffled, 7, "test data");
   ASSERT_EQ(loader.windows_per_epoch(), static_cast<uint64_t>(windows));
-  const auto epochs = epochs_of(loader, 3, T);
+  const auto epochs = epochs_of(loader, 3, T, tokens.size());
   for (const auto& epoch : epochs) EXPECT_EQ(sorted(epoch), zero_to(windows));
   EXPECT_NE(epochs[0], zero_to(windows));
   EXPECT_NE(epochs[0], epochs[1]);
   EXPECT_NE(epochs[1], epochs[2]);
+}
+
+TEST(BatchLoader, ShuffledEpochsAfterTheFirstShiftTheirWindowsAndWrap) {
+  const int T = 8;
+  const int windows = 25;
+  const auto tokens = counting(windows * T + 1);
+  BatchLoader loader(tokens, T, BatchLoader::Order::Shuffled, 11, "test data");
+  const Epochs epochs = shifted_epochs_of(loader, 12, T, tokens.size());
+  EXPECT_EQ(epochs.shifts[0], 0);
+  std::set<int> shifts(epochs.shifts.begin() + 1, epochs.shifts.end());
+  EXPECT_GT(shifts.size(), 3u) << "the later epochs' shifts should vary";
+  bool wrapped = false;
+  for (size_t e = 0; e < epochs.windows.size(); ++e) {
+    EXPECT_EQ(sorted(epochs.windows[e]), zero_to(windows)) << "epoch " << e;
+    EXPECT_LT(epochs.shifts[e], T);
+    wrapped = wrapped || epochs.shifts[e] > 0;  // its last window runs into the first tokens
+  }
+  EXPECT_TRUE(wrapped);
+}
+
+TEST(BatchLoader, OverEpochsATokenIsSeenAtManyPositionsOfAWindow) {
+  const int T = 16;
+  const auto tokens = counting(10 * T + 1);
+  BatchLoader loader(tokens, T, BatchLoader::Order::Shuffled, 3, "test data");
+  std::set<int> positions;  // where token 37 sits in the windows that hold it
+  for (int step = 0; step < 20 * 10; ++step) {
+    const Batch row = take(loader, 1, T);
+    for (int t = 0; t < T; ++t) {
+      if (row.inputs[static_cast<size_t>(t)] == 37) positions.insert(t);
+    }
+  }
+  EXPECT_GT(positions.size(), 5u);
 }
 
 TEST(BatchLoader, ShuffledOrderIsAFunctionOfTheSeed) {
@@ -162,9 +210,9 @@ TEST(BatchLoader, ShuffledOrderIsAFunctionOfTheSeed) {
   BatchLoader a(tokens, T, BatchLoader::Order::Shuffled, 42, "test data");
   BatchLoader b(tokens, T, BatchLoader::Order::Shuffled, 42, "test data");
   BatchLoader c(tokens, T, BatchLoader::Order::Shuffled, 43, "test data");
-  const auto epochs_a = epochs_of(a, 2, T);
-  EXPECT_EQ(epochs_a, epochs_of(b, 2, T));
-  EXPECT_NE(epochs_a, epochs_of(c, 2, T));
+  const auto epochs_a = epochs_of(a, 2, T, tokens.size());
+  EXPECT_EQ(epochs_a, epochs_of(b, 2, T, tokens.size()));
+  EXPECT_NE(epochs_a, epochs_of(c, 2, T, tokens.size()));
 }
 
 TEST(BatchLoader, ARestoredCursorReplaysTheSameBatches) {
@@ -214,8 +262,8 @@ TEST(BatchLoader, RanksSplitEachEpochIntoDisjointHalves) {
     BatchLoader rank1(tokens, T, order, 5, "test data", 1, 2);
     ASSERT_EQ(rank0.windows_per_epoch(), 15u);
     ASSERT_EQ(rank1.windows_per_epoch(), 15u);
-    const auto epochs0 = epochs_of(rank0, 3, T);
-    const auto epochs1 = epochs_of(rank1, 3, T);
+    const auto epochs0 = epochs_of(rank0, 3, T, tokens.size());
+    const auto epochs1 = epochs_of(rank1, 3, T, tokens.size());
     std::set<int> left_out;
     for (size_t e = 0; e < 3; ++e) {
       std::vector<int> both = epochs0[e];
