@@ -22,7 +22,17 @@ struct ModelConfig {
 };
 
 struct DataConfig {
-  std::vector<std::string> corpus;     // files, folders or globs of UTF-8 text
+  std::vector<std::string> corpus;  // files, folders or globs of UTF-8 text
+  // More files, folders or globs whose documents all go to training: text to learn from that
+  // validation does not measure (the corpus alone is split into train and val).
+  std::vector<std::string> train_only;
+  // > 0: a train_only document that shares a run of this many characters (whitespace skipped) with a
+  // validation document is dropped, so that quoted validation text never reaches training. 0: keep all.
+  int decontaminate_chars = 0;
+  // Copies of the corpus's training documents in the training split, >= 1. With train_only text many
+  // times larger than the corpus, this weighs up the kind of text validation measures (as GPT-3 took
+  // several epochs of its small curated sets per pass over the web crawl).
+  int corpus_repeat = 1;
   std::string tokenizer = "byte";      // "byte" (256 bytes + <|endoftext|>), "train" or a tokenizer.json
   int vocab_size = 0;                  // tokenizer "train": the vocabulary to train, >= 257; 0 otherwise
   std::string pre_tokenizer = "gpt2";  // tokenizer "train": gpt2 | gpt2-cjk (CJK characters kept apart)

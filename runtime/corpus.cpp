@@ -177,7 +177,7 @@ size_t Corpus::hold_out_tail(double fraction) {
   return text.size() - cut;
 }
 
-Corpus read_corpus(const DataConfig& config, const std::vector<std::string>& files) {
+Corpus read_corpus(const DataConfig& config, const std::vector<std::string>& files, std::string_view key) {
   const InvalidUtf8Policy policy = parse_invalid_utf8_policy(config.invalid_utf8);
   Corpus corpus;
   CorpusStats& stats = corpus.stats_;
@@ -195,7 +195,8 @@ Corpus read_corpus(const DataConfig& config, const std::vector<std::string>& fil
   stats.files = corpus.files_.size();
   stats.documents = corpus.documents_.size();
   if (stats.documents == 0) {
-    fail("corpus is empty: {} files, 0 bytes of text after cleaning; check data.corpus", stats.files);
+    fail("{} is empty: {} files, 0 bytes of text after cleaning; check {}",
+         key == "data.corpus" ? "corpus" : key, stats.files, key);
   }
   return corpus;
 }

@@ -70,7 +70,8 @@ class Corpus {
   size_t hold_out_tail(double fraction);
 
  private:
-  friend Corpus read_corpus(const DataConfig& config, const std::vector<std::string>& files);
+  friend Corpus read_corpus(const DataConfig& config, const std::vector<std::string>& files,
+                            std::string_view key);
   struct Document {
     size_t file;
     DocumentSpan span;
@@ -83,8 +84,9 @@ class Corpus {
 
 // Reads `files` (expand_corpus's list) with config's UTF-8 policy and document separator. Throws
 // inkstone::Error naming the file on unreadable files or invalid UTF-8 (policy "error"), and when no
-// document with text remains.
-Corpus read_corpus(const DataConfig& config, const std::vector<std::string>& files);
+// document with text remains (naming `key`, the config key that listed the files).
+Corpus read_corpus(const DataConfig& config, const std::vector<std::string>& files,
+                   std::string_view key = "data.corpus");
 
 // read_corpus of every file of config.corpus.
 Corpus read_corpus(const DataConfig& config);

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <string_view>
 
@@ -21,6 +22,7 @@
 #include "runtime/error.h"
 #include "runtime/json_limits.h"
 #include "runtime/staging_dir.h"
+#include "runtime/text_overlap.h"
 #include "runtime/token_shard.h"
 #include "runtime/tokenizer.h"
 
@@ -234,6 +236,13 @@ nlohmann::ordered_json split_json(const SplitReport& split) {
           {"shards", std::move(shards)}};
 }
 
+nlohmann::ordered_json files_json_of(const std::vector<CorpusFile>& files) {
+  nlohmann::ordered_json json = nlohmann::ordered_json::array();
+  for (const CorpusFile& f : files)
+    json.push_back({{"path", f.path}, {"bytes", f.bytes}, {"sha256", f.sha256}});
+  return json;
+}
+
 void log_report(const PrepareReport& r, const fs::path& dest, std::ostream& log) {
   const CorpusStats& c = r.corpus;
   log << fmt::format(
@@ -243,6 +252,15 @@ void log_report(const PrepareReport& r, const fs::path& dest, std::ostream& log)
       "prepare: cleaning: {} invalid UTF-8 sequences replaced, {} escape sequences stripped, {} line ends "
       "normalised, {} byte order marks removed\n",
       c.invalid_utf8_replacements, c.clean.escapes_removed, c.clean.line_ends_changed, c.clean.boms_removed);
+  if (!r.data.train_only.empty()) {
+    const CorpusStats& t = r.train_only_corpus;
+    log << fmt::format("prepare: train_only: {} files, {} documents; {}\n", t.files, t.documents,
+                       r.data.decontaminate_chars > 0
+                           ? fmt::format("{} dropped for sharing a run of {} characters with a validation "
+                                         "document",
+                                         r.train_only_dropped, r.data.decontaminate_chars)
+                           : std::string("not checked against validation (data.decontaminate_chars: 0)"));
+  }
   log << fmt::format("prepare: tokenizer {} (vocab {}, sha256 {})\n", r.tokenizer_name, r.vocab_size,
                      r.tokenizer_sha256);
   for (const auto& [name, split] : {std::pair{"train", &r.train}, std::pair{"val", &r.val}}) {
@@ -255,20 +273,17 @@ void log_report(const PrepareReport& r, const fs::path& dest, std::ostream& log)
 
 // data.tokenizer: train. A BPE vocabulary learnt from the training documents alone: validation text
 // seen by the tokenizer would leak into what validation measures.
-std::unique_ptr<Tokenizer> train_tokenizer(const DataConfig& config, const Corpus& corpus,
-                                           const std::vector<size_t>& documents, std::ostream& log) {
+std::unique_ptr<Tokenizer> train_tokenizer(const DataConfig& config,
+                                           const std::vector<std::string_view>& texts, std::ostream& log) {
   BpeTrainerConfig trainer;
   trainer.vocab_size = config.vocab_size;
   trainer.rule = parse_pre_tokenizer_rule(config.pre_tokenizer, "data.pre_tokenizer");
-  std::vector<std::string_view> texts;
-  texts.reserve(documents.size());
-  for (const size_t i : documents) texts.push_back(corpus.document(i));
   BpeTrainingStats stats;
   auto tokenizer = std::make_unique<BpeTokenizer>(train_bpe(texts, trainer, &stats), "the trained tokenizer");
   log << fmt::format(
       "prepare: trained a {}-token BPE vocabulary ({} pre-tokenizer) on {} training documents, {} bytes, in "
       "{:.2f} s{}\n",
-      tokenizer->vocab_size(), config.pre_tokenizer, documents.size(), stats.corpus_bytes,
+      tokenizer->vocab_size(), config.pre_tokenizer, texts.size(), stats.corpus_bytes,
       stats.count_seconds + stats.merge_seconds,
       tokenizer->vocab_size() < config.vocab_size
           ? fmt::format("; short of data.vocab_size {}: no pair left is seen twice", config.vocab_size)
@@ -276,12 +291,59 @@ std::unique_ptr<Tokenizer> train_tokenizer(const DataConfig& config, const Corpu
   return tokenizer;
 }
 
+std::vector<std::string_view> texts_of(const Corpus& corpus, const std::vector<size_t>& documents) {
+  std::vector<std::string_view> texts;
+  texts.reserve(documents.size());
+  for (const size_t i : documents) texts.push_back(corpus.document(i));
+  return texts;
+}
+
+// data.train_only: its files may not be the corpus's, whose validation documents they would carry
+// into training.
+std::vector<std::string> train_only_files(const DataConfig& config,
+                                          const std::vector<std::string>& corpus_files,
+                                          const fs::path& dest) {
+  std::vector<std::string> files = expand_corpus(config.train_only);
+  check_corpus_outside(files, dest);
+  std::set<fs::path> in_corpus;
+  std::error_code ec;
+  for (const std::string& file : corpus_files) in_corpus.insert(fs::weakly_canonical(file, ec));
+  for (const std::string& file : files) {
+    if (in_corpus.contains(fs::weakly_canonical(file, ec))) {
+      fail(
+          "{}: listed in data.train_only and in data.corpus; its validation documents would be trained on. "
+          "Name it in one of the two",
+          file);
+    }
+  }
+  return files;
+}
+
+// Appends to `train` the train_only documents that share no run of data.decontaminate_chars
+// characters with a validation document; returns how many were dropped.
+size_t add_train_only(const DataConfig& config, const Corpus& extra, const std::vector<std::string_view>& val,
+                      std::vector<std::string_view>& train) {
+  const bool check = config.decontaminate_chars > 0 && !val.empty();
+  const std::optional<TextOverlapIndex> index =
+      check ? std::optional<TextOverlapIndex>(std::in_place, val,
+                                              static_cast<size_t>(config.decontaminate_chars))
+            : std::nullopt;
+  size_t dropped = 0;
+  for (size_t i = 0; i < extra.num_documents(); ++i) {
+    const std::string_view text = extra.document(i);
+    if (index && index->overlaps(text)) {
+      ++dropped;
+    } else {
+      train.push_back(text);
+    }
+  }
+  return dropped;
+}
+
 }  // namespace
 
 std::string PrepareReport::to_json() const {
-  nlohmann::ordered_json files_json = nlohmann::ordered_json::array();
-  for (const CorpusFile& f : files)
-    files_json.push_back({{"path", f.path}, {"bytes", f.bytes}, {"sha256", f.sha256}});
+  nlohmann::ordered_json files_json = files_json_of(files);
   nlohmann::ordered_json doc = {
       {"format", "inkstone-prepare"},
       {"version", 1},
@@ -315,11 +377,25 @@ std::string PrepareReport::to_json() const {
     doc["data"]["vocab_size"] = data.vocab_size;
     doc["data"]["pre_tokenizer"] = data.pre_tokenizer;
   }
+  if (data.corpus_repeat != 1) doc["data"]["corpus_repeat"] = data.corpus_repeat;
+  if (!data.train_only.empty()) {
+    doc["data"]["train_only"] = data.train_only;
+    doc["data"]["decontaminate_chars"] = data.decontaminate_chars;
+    doc["train_only"] = {{"files", files_json_of(train_only_files)},
+                         {"documents",
+                          {{"read", train_only_corpus.documents},
+                           {"dropped_overlapping_validation", train_only_dropped},
+                           {"kept", train_only_corpus.documents - train_only_dropped}}}};
+  }
   return doc.dump(2) + "\n";
 }
 
 PrepareReport prepare_corpus(const DataConfig& config, std::ostream& log) {
   if (config.shard_tokens <= 0) fail("data.shard_tokens is {}; it must be positive", config.shard_tokens);
+  if (config.corpus_repeat < 1) fail("data.corpus_repeat is {}; it must be at least 1", config.corpus_repeat);
+  if (config.decontaminate_chars < 0) {
+    fail("data.decontaminate_chars is {}; use 0 (no check) or a run length", config.decontaminate_chars);
+  }
   const fs::path dest = destination_of(config.dir);
   check_replaceable(dest);
 
@@ -346,7 +422,18 @@ PrepareReport prepare_corpus(const DataConfig& config, std::ostream& log) {
   } else {
     split = split_documents_train_val(corpus.num_documents(), config.val_fraction);
   }
-  if (trained) tokenizer = train_tokenizer(config, corpus, split.train, log);
+  const std::vector<std::string_view> val_texts = texts_of(corpus, split.val);
+  std::vector<std::string_view> train_texts;
+  for (int copy = 0; copy < config.corpus_repeat; ++copy) {
+    for (const size_t i : split.train) train_texts.push_back(corpus.document(i));
+  }
+  Corpus extra;  // data.train_only, read here so that its documents outlive train_texts
+  size_t extra_dropped = 0;
+  if (!config.train_only.empty()) {
+    extra = read_corpus(config, train_only_files(config, corpus_files, dest), "data.train_only");
+    extra_dropped = add_train_only(config, extra, val_texts, train_texts);
+  }
+  if (trained) tokenizer = train_tokenizer(config, train_texts, log);
 
   const std::string tokenizer_json = tokenizer->to_json();
   PrepareReport report;
@@ -358,19 +445,22 @@ PrepareReport prepare_corpus(const DataConfig& config, std::ostream& log) {
   report.split_seed = kSplitSeed;
   report.files = corpus.files();
   report.corpus = corpus.stats();
+  report.train_only_files = extra.files();
+  report.train_only_corpus = extra.stats();
+  report.train_only_dropped = extra_dropped;
 
   std::error_code ec;
   fs::create_directories(dest.parent_path(), ec);
   if (ec) fail("{}: cannot create the parent directory ({})", dest.string(), ec.message());
   const StagingDir staging(dest, "tmp");
   const Sha256Digest digest = sha256_from_hex(report.tokenizer_sha256, "tokenizer hash");
-  const auto write_split = [&](const char* prefix, const std::vector<size_t>& documents) {
+  const auto write_split = [&](const char* prefix, const std::vector<std::string_view>& documents) {
     ShardSink sink(staging.path(), prefix, *tokenizer, static_cast<uint64_t>(config.shard_tokens), digest);
-    for (const size_t i : documents) sink.add_document(corpus.document(i));
+    for (const std::string_view text : documents) sink.add_document(text);
     return sink.finish();
   };
-  report.train = write_split("train", split.train);
-  report.val = write_split("val", split.val);
+  report.train = write_split("train", train_texts);
+  report.val = write_split("val", val_texts);
   write_file_durably(staging.path() / kTokenizerFile, tokenizer_json);
   write_file_durably(staging.path() / kPrepareReportFile, report.to_json());
   install(staging, dest);

@@ -1,6 +1,9 @@
 // `inkstone prepare`: corpus -> cleaned documents -> train/val split -> token shards, written with
 // tokenizer.json and prepare.json (this report) into DataConfig::dir.
 //
+// data.train_only adds documents to the training split only; with data.decontaminate_chars, those that
+// quote a validation document are dropped first (runtime/text_overlap.h). data.corpus_repeat writes
+// the corpus's training documents that many times.
 // With data.tokenizer: train, a byte-level BPE vocabulary is first trained on the training documents
 // (never on validation ones, whose text would then leak into what validation measures).
 // Each document is preceded by <|endoftext|> (GPT-2's convention), so a document boundary is always
@@ -49,6 +52,11 @@ struct PrepareReport {
   uint64_t split_seed = 0;
   std::vector<CorpusFile> files;
   CorpusStats corpus;
+  // data.train_only: what was read, and how many of its documents were dropped for sharing a run of
+  // data.decontaminate_chars characters with a validation document (the rest are in train).
+  std::vector<CorpusFile> train_only_files;
+  CorpusStats train_only_corpus;
+  size_t train_only_dropped = 0;
   SplitReport train;
   SplitReport val;
 
