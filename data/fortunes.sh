@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(fortunes-zh fortunes)
 dir=/usr/share/games/fortunes
-corpora=(tang300 song100 literature songs-poems)
+corpora=(tang300 song100 chinese literature songs-poems)
 
 missing=()
 for p in "${packages[@]}"; do
