@@ -427,7 +427,7 @@ PrepareReport prepare_corpus(const DataConfig& config, std::ostream& log) {
   for (int copy = 0; copy < config.corpus_repeat; ++copy) {
     for (const size_t i : split.train) train_texts.push_back(corpus.document(i));
   }
-  Corpus extra;  // data.train_only, read here so that its documents outlive train_texts
+  Corpus extra;  // data.train_only; train_texts points into it until the shards are written
   size_t extra_dropped = 0;
   if (!config.train_only.empty()) {
     extra = read_corpus(config, train_only_files(config, corpus_files, dest), "data.train_only");
