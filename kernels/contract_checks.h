@@ -37,6 +37,11 @@ inline void require_numel(const Tensor& t, int64_t numel, const char* op, const 
                                std::to_string(numel));
 }
 
+inline void require_f32_numel(const Tensor& t, int64_t numel, const char* op, const char* name) {
+  require_f32(t, op, name);
+  require_numel(t, numel, op, name);
+}
+
 // The float dtype of an op (F32 or BF16), read from `t`, which must be defined.
 inline DType require_float_dtype(const Tensor& t, const char* op, const char* name) {
   if (!t.defined()) contract_violation(op, std::string(name) + " is missing");

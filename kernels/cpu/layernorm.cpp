@@ -21,14 +21,9 @@ namespace {
 
 using namespace detail;
 
-void check_f32(const char* op, const Tensor& t, int64_t numel, const char* name) {
-  require_f32(t, op, name);
-  require_numel(t, numel, op, name);
-}
-
 void check_stats(const char* op, const Tensor& mean, const Tensor& rstd, int64_t N) {
-  check_f32(op, mean, N, "mean");
-  check_f32(op, rstd, N, "rstd");
+  require_f32_numel(mean, N, op, "mean");
+  require_f32_numel(rstd, N, op, "rstd");
 }
 
 }  // namespace
@@ -37,9 +32,9 @@ void layernorm_forward(const LayerNormForward& p) {
   constexpr const char* op = "cpu::layernorm_forward";
   require_f32(p.inp, op, "inp");
   const int64_t C = p.inp.dim(-1), N = rows(p.inp);
-  check_f32(op, p.out, N * C, "out");
-  check_f32(op, p.weight, C, "weight");
-  check_f32(op, p.bias, C, "bias");
+  require_f32_numel(p.out, N * C, op, "out");
+  require_f32_numel(p.weight, C, op, "weight");
+  require_f32_numel(p.bias, C, op, "bias");
   const bool save_stats = p.mean.defined() || p.rstd.defined();
   if (save_stats) check_stats(op, p.mean, p.rstd, N);
 
@@ -63,11 +58,11 @@ void layernorm_backward(const LayerNormBackward& p) {
   constexpr const char* op = "cpu::layernorm_backward";
   require_f32(p.inp, op, "inp");
   const int64_t C = p.inp.dim(-1), N = rows(p.inp);
-  check_f32(op, p.dinp, N * C, "dinp");
-  check_f32(op, p.dout, N * C, "dout");
-  check_f32(op, p.weight, C, "weight");
-  check_f32(op, p.dweight, C, "dweight");
-  check_f32(op, p.dbias, C, "dbias");
+  require_f32_numel(p.dinp, N * C, op, "dinp");
+  require_f32_numel(p.dout, N * C, op, "dout");
+  require_f32_numel(p.weight, C, op, "weight");
+  require_f32_numel(p.dweight, C, op, "dweight");
+  require_f32_numel(p.dbias, C, op, "dbias");
   check_stats(op, p.mean, p.rstd, N);
 
   const float* inp = p.inp.as<float>();

@@ -16,28 +16,19 @@ namespace inkstone::cpu {
 
 using namespace detail;
 
-namespace {
-
-void check_f32(const char* op, const Tensor& t, int64_t numel, const char* name) {
-  require_f32(t, op, name);
-  require_numel(t, numel, op, name);
-}
-
-}  // namespace
-
 void residual_layernorm_forward(const ResidualLayerNormForward& p) {
   constexpr const char* op = "cpu::residual_layernorm_forward";
   require_f32(p.residual, op, "residual");
   const int64_t C = p.residual.dim(-1), N = rows(p.residual);
-  check_f32(op, p.out, N * C, "out");
-  check_f32(op, p.a, N * C, "a");
-  check_f32(op, p.b, N * C, "b");
-  check_f32(op, p.weight, C, "weight");
-  check_f32(op, p.bias, C, "bias");
+  require_f32_numel(p.out, N * C, op, "out");
+  require_f32_numel(p.a, N * C, op, "a");
+  require_f32_numel(p.b, N * C, op, "b");
+  require_f32_numel(p.weight, C, op, "weight");
+  require_f32_numel(p.bias, C, op, "bias");
   const bool save_stats = p.mean.defined() || p.rstd.defined();
   if (save_stats) {
-    check_f32(op, p.mean, N, "mean");
-    check_f32(op, p.rstd, N, "rstd");
+    require_f32_numel(p.mean, N, op, "mean");
+    require_f32_numel(p.rstd, N, op, "rstd");
   }
   require(p.out.data != p.a.data && p.out.data != p.b.data && p.out.data != p.residual.data, op,
           "out must alias none of a, b and residual");
