@@ -14,11 +14,11 @@ inkstone=build/cli/inkstone
 
 echo "== prepare: $config"
 "$inkstone" prepare "$config"
-echo "== train: $config (about 4 minutes on 2 cores)"
+echo "== train: $config (about 3.5 minutes on 2 cores)"
 "$inkstone" train "$config" train.resume=auto "$@"
 echo "== plot"
 "$inkstone" plot "$run_dir"
 echo "== eval: every checkpoint of the run on the validation split"
 "$inkstone" eval "$run_dir" --data data/prepared/tang300 --json "$run_dir/eval.json"
 echo "== generate: 《春眠》"
-"$inkstone" generate "$run_dir/latest" --prompt "《春眠》" --max-new-tokens 240 --min-new-tokens 40 --temperature 0.8 --top-p 0.9 --seed 7
+"$inkstone" generate "$run_dir/latest" --prompt "《春眠》" --max-new-tokens 240 --min-new-tokens 40 --temperature 0.8 --top-p 0.9 --seed 7 --sliding-window
