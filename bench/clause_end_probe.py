@@ -22,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "fixtures"))
 import torch  # noqa: E402
 from torch_gpt2 import GPT2  # noqa: E402
+from token_shards import read_split  # noqa: E402
 
 CLAUSE_END = "，。？！；：、"
-HEADER = 72  # runtime/token_shard.h
 MAX_SINCE = 9
 
 
@@ -46,20 +46,6 @@ def token_texts(tokenizer_json):
     return texts
 
 
-def read_shards(folder, split):
-    tokens = []
-    for path in sorted(folder.glob(f"{split}_*.bin")):
-        data = path.read_bytes()
-        if data[:8] != b"INKSTOK1":
-            sys.exit(f"{path}: not an inkstone token shard; run inkstone prepare")
-        width = struct.unpack_from("<I", data, 12)[0]
-        count = struct.unpack_from("<Q", data, 24)[0]
-        tokens += struct.unpack_from(f"<{count}{'H' if width == 2 else 'I'}", data, HEADER)
-    if not tokens:
-        sys.exit(f"{folder}: no {split}_*.bin shards; run inkstone prepare")
-    return tokens
-
-
 def load_model(checkpoint):
     config = json.loads((checkpoint / "config.json").read_text())
     raw = (checkpoint / "model.safetensors").read_bytes()
@@ -72,7 +58,8 @@ def load_model(checkpoint):
         if entry["dtype"] != "F32":
             sys.exit(f"{checkpoint}/model.safetensors: {name} is {entry['dtype']}; this probe reads F32 checkpoints")
         begin, end = entry["data_offsets"]
-        state[name] = torch.frombuffer(bytearray(raw[base + begin : base + end]), dtype=torch.float32).view(entry["shape"])
+        values = torch.frombuffer(bytearray(raw[base + begin : base + end]), dtype=torch.float32)
+        state[name] = values.view(entry["shape"])
     model = GPT2(config["n_layer"], config["n_head"], config["n_embd"], config["n_positions"], config["vocab_size"])
     model.load_state_dict(state)
     return model.eval(), config["n_positions"]
@@ -85,12 +72,15 @@ def main():
     parser.add_argument("--split", default="val", choices=["val", "train"])
     parser.add_argument("--max-tokens", type=int, default=20000, help="read at most this many tokens")
     args = parser.parse_args()
+    for need in (args.data / "tokenizer.json", args.checkpoint / "model.safetensors", args.checkpoint / "config.json"):
+        if not need.is_file():
+            sys.exit(f"{need}: not found; give a checkpoint folder and the prepared data folder it was trained on")
 
     texts = token_texts(args.data / "tokenizer.json")
     ends = sorted(i for i, t in texts.items() if t in CLAUSE_END)
     is_end = set(ends)
     is_char = {i for i, t in texts.items() if len(t) == 1 and "\u4e00" <= t <= "\u9fff"}
-    tokens = read_shards(args.data, args.split)[: args.max_tokens]
+    tokens = read_split(args.data, args.split)[: args.max_tokens]
     model, window = load_model(args.checkpoint)
 
     model_p = [0.0] * (MAX_SINCE + 1)
@@ -114,11 +104,15 @@ def main():
                 actual[since] += tokens[start + t + 1] in is_end
                 seen[since] += 1
     print(f"{args.checkpoint} on {args.data} ({args.split}, {len(tokens)} tokens, windows of {window})")
-    print("characters since the last boundary:  " + "  ".join(f"{n:>4}" for n in range(1, MAX_SINCE + 1)))
-    print("model p(next is clause punctuation): " + "  ".join(f"{model_p[n] / max(seen[n], 1):4.2f}" for n in range(1, MAX_SINCE + 1)))
-    print("share of them in the text:           " + "  ".join(f"{actual[n] / max(seen[n], 1):4.2f}" for n in range(1, MAX_SINCE + 1)))
-    print("tokens counted:                      " + "  ".join(f"{seen[n]:>4}" for n in range(1, MAX_SINCE + 1)))
+    lengths = range(1, MAX_SINCE + 1)
 
+    def row(label, cells):
+        print(f"{label:<37}" + "  ".join(cells))
+
+    row("characters since the last boundary:", (f"{n:>4}" for n in lengths))
+    row("model p(next is clause punctuation):", (f"{model_p[n] / max(seen[n], 1):4.2f}" for n in lengths))
+    row("share of them in the text:", (f"{actual[n] / max(seen[n], 1):4.2f}" for n in lengths))
+    row("tokens counted:", (f"{seen[n]:>4}" for n in lengths))
 
 if __name__ == "__main__":
     main()

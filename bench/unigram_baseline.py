@@ -15,21 +15,14 @@ Usage: bench/unigram_baseline.py data/prepared/tang300     (any python3; standar
 """
 import collections
 import math
-import struct
 import sys
 from pathlib import Path
 
-HEADER = 72
+from token_shards import read_shard
 
 
 def shard_text(path: Path) -> str:
-    data = path.read_bytes()
-    if data[:8] != b"INKSTOK1":
-        sys.exit(f"{path}: not an inkstone token shard")
-    width, vocab = struct.unpack_from("<II", data, 12)
-    count = struct.unpack_from("<Q", data, 24)[0]
-    fmt = {2: "H", 4: "I"}[width]
-    tokens = struct.unpack_from(f"<{count}{fmt}", data, HEADER)
+    tokens, vocab = read_shard(path)
     if vocab != 257:
         sys.exit(f"{path}: vocab {vocab}; this baseline reads byte-tokenizer shards (vocab 257)")
     # <|endoftext|> (256) opens every document: it becomes a boundary symbol, \x00.
