@@ -77,7 +77,7 @@ def main():
             sys.exit(f"{need}: not found; give a checkpoint folder and the prepared data folder it was trained on")
 
     texts = token_texts(args.data / "tokenizer.json")
-    ends = sorted(i for i, t in texts.items() if t in CLAUSE_END)
+    ends = sorted(i for i, t in texts.items() if len(t) == 1 and t in CLAUSE_END)
     is_end = set(ends)
     is_char = {i for i, t in texts.items() if len(t) == 1 and "\u4e00" <= t <= "\u9fff"}
     tokens = read_split(args.data, args.split)[: args.max_tokens]

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Data-parallel training throughput on the CPU: tokens/s of one process against two MPI ranks, on the
-# demo's data (configs/tang300.yaml) with its earlier, smaller model (64 wide, 2,048 tokens, 256 positions: 0.35M
-# parameters, what the README's table was measured on); the same global batch of 16 x 256 tokens in
-# every row.
+# demo's data (configs/tang300.yaml) with its earlier, smaller model (64 wide, 2,048 tokens, 256
+# positions: 0.35M parameters, what the README's table was measured on); the same global batch of
+# 16 x 256 tokens in every row.
 # Prints a table and writes JSON. Usage: bench/data_parallel_cpu.sh [BUILD_DIR] [OUT.json]
 #
 # Rows: one process with all cores as OpenMP threads (how a CPU run is normally launched), one process
@@ -25,7 +25,8 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1  # CI and conta
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 steps=40
-common=(data.dir="$work/data" data.vocab_size=2048 model.n_embd=64 model.context=256 train.seq_len=256 train.micro_batch=8 train.grad_accum=2 train.max_steps=$steps
+common=(data.dir="$work/data" data.vocab_size=2048 model.n_embd=64 model.context=256
+        train.seq_len=256 train.micro_batch=8 train.grad_accum=2 train.max_steps=$steps
         train.eval_interval=100000 train.checkpoint_interval=100000 device=cpu)
 "$inkstone" prepare configs/tang300.yaml data.dir="$work/data" data.vocab_size=2048 >/dev/null 2>&1
 
